@@ -1,0 +1,68 @@
+//! Logging set-up shared by every ironboot binary, so each one logs the same way and
+//! an operator configures it the same way everywhere.
+//!
+//! Traces (OpenTelemetry) and Prometheus metrics join here in their own issue; until
+//! then this crate only owns the `tracing` subscriber.
+
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line per event for people at a terminal.
+    Human,
+    /// One JSON object per line for log collectors.
+    Json,
+}
+
+/// Logging flags every binary flattens into its own clap parser.
+#[derive(Clone, Debug, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, env = "IRONBOOT_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "info,hardware_api=debug").
+    /// RUST_LOG is used when this is not given.
+    #[arg(long, env = "IRONBOOT_LOG")]
+    pub log: Option<String>,
+}
+
+/// Installs the global subscriber. Logs go to stderr so stdout stays free for data
+/// (hwctl output, syslog JSON lines). Calling it twice is harmless.
+pub fn init_logging(args: &LogArgs, default_filter: &str) {
+    let filter = match &args.log {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT: the start of graceful shutdown.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
