@@ -11,9 +11,11 @@
 //! - [`service`]: the gRPC handlers, including the resumable watch stream;
 //! - [`server`]: flags, TLS, health, reflection and graceful shutdown around them;
 //! - [`manifest`]: the YAML/JSON forms operators write (ours and Tinkerbell's), used by
-//!   `hwctl`.
+//!   `hwctl`;
+//! - [`hwctl`]: the operator CLI itself (the `hwctl` binary is a thin wrapper).
 
 pub mod auth;
+pub mod hwctl;
 pub mod manifest;
 pub mod selector;
 pub mod server;
