@@ -406,3 +406,31 @@ async fn sigterm_ends_watch_streams_and_exits_cleanly() {
     };
     assert!(end.is_err() || matches!(end, Ok(None)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_example_applies() {
+    let r = Registry::start();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/hardware.yaml");
+    assert_eq!(r.hwctl(&["apply", "-f", path]).ok(), "hardware/machine1 created\nhardware/machine2 created\n");
+    let table = r.hwctl(&["list"]).ok();
+    assert!(table.contains("denied"), "machine2 has allow_pxe false: {table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_service_without_a_token() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let r = Registry::start();
+    let channel = tonic::transport::Endpoint::from_shared(r.endpoint()).unwrap().connect().await.unwrap();
+    let mut c = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut stream = c.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else { panic!("unexpected {resp:?}") };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"hardware.v1.HardwareService".to_string()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+}

@@ -1,8 +1,13 @@
-//! Logging set-up shared by every ironboot binary, so each one logs the same way and
-//! an operator configures it the same way everywhere.
+//! Logging, metrics and shutdown plumbing shared by every ironboot binary, so each one
+//! logs the same way and an operator configures it the same way everywhere.
 //!
-//! Traces (OpenTelemetry) and Prometheus metrics join here in their own issue; until
-//! then this crate only owns the `tracing` subscriber.
+//! - [`init_logging`] / [`LogArgs`]: the `tracing` subscriber (human or JSON);
+//! - [`metrics`]: the Prometheus recorder and the `/metrics` + `/healthz` routes;
+//! - [`shutdown_signal`]: SIGTERM/SIGINT as a future.
+//!
+//! OpenTelemetry trace export joins here in its own issue.
+
+pub mod metrics;
 
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,67 @@
+//! Prometheus metrics for every binary: one recorder per process, rendered at
+//! `/metrics` — either on the service's own HTTP router or on the small admin listener
+//! that UDP-only services (DHCP, TFTP) start with [`serve_admin`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+pub fn init_metrics() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed (a test harness running
+            // several services in one process): keep the first.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Readiness, as the service judges it (e.g. "the hardware cache has synced").
+pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// `/metrics` and `/healthz` routes, to merge into a service's own router.
+pub fn admin_router(handle: PrometheusHandle, ready: Ready) -> Router {
+    Router::new()
+        .route("/metrics", get(move || {
+            let h = handle.clone();
+            async move { h.render() }
+        }))
+        .route("/healthz", get(move || {
+            let ready = ready.clone();
+            async move {
+                if ready() {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready: hardware cache not synced\n")
+                }
+            }
+        }))
+}
+
+/// Serves [`admin_router`] on its own listener until `shutdown` resolves.
+pub async fn serve_admin(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    ready: Ready,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
+    let local = listener.local_addr()?;
+    let app = admin_router(handle, ready);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    });
+    Ok(local)
+}
