@@ -12,7 +12,8 @@
 //! - [`server`]: flags, TLS, health, reflection and graceful shutdown around them;
 //! - [`manifest`]: the YAML/JSON forms operators write (ours and Tinkerbell's), used by
 //!   `hwctl`;
-//! - [`hwctl`]: the operator CLI itself (the `hwctl` binary is a thin wrapper).
+//! - [`hwctl`]: the operator CLI itself (the `hwctl` binary is a thin wrapper);
+//! - [`testing`]: an in-process registry for the boot services' integration tests.
 
 pub mod auth;
 pub mod hwctl;
@@ -21,4 +22,5 @@ pub mod selector;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod testing;
 pub mod validate;

@@ -140,8 +140,24 @@ impl Config {
     }
 }
 
-/// Runs the registry until `shutdown` resolves.
+/// Runs the registry on `config.listen` until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    if config.check_config {
+        return serve(config, None, shutdown).await;
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    serve(config, Some(listener), shutdown).await
+}
+
+/// Runs the registry on an already bound listener (tests bind port 0 first and read
+/// the port back). With `--check-config` the listener is not needed.
+pub async fn serve(
+    config: Config,
+    listener: Option<TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let tokens = config.load_tokens()?;
     let tls = config.tls()?;
     if tokens.is_empty() {
@@ -181,9 +197,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         .build_v1()
         .context("building the reflection service")?;
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = listener.context("no listener")?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, tls = tls.is_some(), "listening");
 
