@@ -1,4 +1,18 @@
-//! `dhcp-svc` — not built yet.
+//! `dhcp-svc`: DHCPv4 for network boot.
 //!
-//! This crate holds its place in the workspace layout (see the repository README). Its
-//! service is tracked as issue 3; until then there is no binary and nothing to run.
+//! It hands a booting machine its reserved address and tells its firmware, then its
+//! iPXE, where to go next — or, in proxy mode beside an existing DHCP server, only the
+//! latter. The crate reads top-down:
+//!
+//! - [`packet`]: the wire format (a never-panicking decoder, an encoder that respects
+//!   option 57 and spills into `file`/`sname` with option overload);
+//! - [`netboot`]: which kind of client is asking and which binary or script it gets;
+//! - [`decide`]: RFC 2131 states and both modes as one pure function;
+//! - [`socket`]: UDP with `IP_PKTINFO` (ingress interface, reply source) and
+//!   `SO_BINDTODEVICE`;
+//! - [`seen`]: MACs that asked but are not registered, for the operator;
+//! - [`server`]: worker threads, the registry cache, metrics, shutdown.
+
+pub mod decide;
+pub mod netboot;
+pub mod packet;

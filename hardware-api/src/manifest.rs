@@ -98,6 +98,8 @@ pub struct NetbootDoc {
     pub ipxe: Option<IpxeDoc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub osie: Option<OsieDoc>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ipxe_binary: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -380,6 +382,7 @@ fn from_tinkerbell(t: TinkHardware) -> Result<Parsed, String> {
             allow_workflow: n.allow_workflow,
             ipxe: n.ipxe.map(|x| pb::Ipxe { url: x.url, contents: x.contents }),
             osie: n.osie.map(|o| pb::Osie { base_url: o.base_url, kernel: o.kernel, initrd: o.initrd, kernel_params: String::new() }),
+            ipxe_binary: String::new(),
         });
         interfaces.push(pb::Interface { mac: d.mac, dhcp: Some(dhcp), netboot });
     }
@@ -462,6 +465,7 @@ impl InterfaceDoc {
                     initrd: o.initrd,
                     kernel_params: o.kernel_params,
                 }),
+                ipxe_binary: n.ipxe_binary,
             }),
         }
     }
@@ -494,6 +498,7 @@ impl InterfaceDoc {
                     initrd: o.initrd.clone(),
                     kernel_params: o.kernel_params.clone(),
                 }),
+                ipxe_binary: n.ipxe_binary.clone(),
             }),
         }
     }

@@ -292,6 +292,11 @@ pub fn normalize_arch(arch: &str) -> Result<String, &'static str> {
 }
 
 fn check_netboot(nb: &mut ironboot_proto::pb::Netboot, at: &dyn Fn(&str) -> String) -> Result<(), FieldError> {
+    nb.ipxe_binary = nb.ipxe_binary.trim().to_string();
+    let b = &nb.ipxe_binary;
+    if b.len() > 127 || b.starts_with('.') || b.chars().any(|c| c == '/' || c == '\\' || c.is_whitespace() || c.is_control()) {
+        return Err(refuse(at("netboot.ipxe_binary"), b, "a file name (no '/', spaces or leading '.'), at most 127 bytes"));
+    }
     if let Some(ipxe) = nb.ipxe.as_mut() {
         ipxe.url = ipxe.url.trim().to_string();
         if !ipxe.url.is_empty() && !ipxe.contents.is_empty() {
