@@ -1,0 +1,80 @@
+//! Finding the W3C `traceparent` a booting machine carries, so one boot's log lines join
+//! the trace that DHCP, the binary fetch and the script started.
+//!
+//! ipxe-http-svc puts `traceparent=…` on the kernel command line; an installer can log it
+//! as an RFC 5424 structured-data parameter (`[trace traceparent="…"]`, any SD-ID) or in
+//! its text (`… traceparent=00-…`). Only a well-formed value is reported: a mangled one is
+//! worse than none, because it would join the wrong trace or none at all.
+
+use crate::parse::Parsed;
+
+/// Length of a version-00 traceparent: `00-<32 hex>-<16 hex>-<2 hex>`.
+const LEN: usize = 55;
+
+/// The traceparent from structured data first (it is explicit), then from the text.
+pub fn extract<'a>(p: &'a Parsed<'a>) -> Option<&'a str> {
+    for e in &p.structured_data {
+        for (k, v) in &e.params {
+            if k.eq_ignore_ascii_case("traceparent") && is_valid(v) {
+                return Some(v.as_ref());
+            }
+        }
+    }
+    from_text(p.message)
+}
+
+/// `traceparent=VALUE` or `traceparent="VALUE"` anywhere in the text.
+pub fn from_text(text: &str) -> Option<&str> {
+    const KEY: &str = "traceparent=";
+    let mut from = 0;
+    while let Some(pos) = text.get(from..).and_then(|t| t.find(KEY)) {
+        let start = from + pos + KEY.len();
+        let start = if text.as_bytes().get(start) == Some(&b'"') { start + 1 } else { start };
+        if let Some(v) = text.get(start..start + LEN) {
+            let ends_cleanly = text.as_bytes().get(start + LEN).is_none_or(|b| !b.is_ascii_alphanumeric());
+            if ends_cleanly && is_valid(v) {
+                return Some(v);
+            }
+        }
+        from = start;
+    }
+    None
+}
+
+/// W3C Trace Context §3.2: lowercase hex, version not `ff`, trace-id and parent-id not
+/// all zeros. Later versions may append fields; we accept exactly version 00's length.
+pub fn is_valid(v: &str) -> bool {
+    let b = v.as_bytes();
+    if b.len() != LEN || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return false;
+    }
+    let hex = |r: std::ops::Range<usize>| b[r].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    let zero = |r: std::ops::Range<usize>| b[r].iter().all(|&c| c == b'0');
+    hex(0..2) && hex(3..35) && hex(36..52) && hex(53..55) && &b[0..2] != b"ff" && !zero(3..35) && !zero(36..52)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn text_forms() {
+        assert_eq!(from_text(&format!("booting traceparent={TP} now")), Some(TP));
+        assert_eq!(from_text(&format!("x traceparent=\"{TP}\"")), Some(TP));
+        assert_eq!(from_text(&format!("traceparent=bad traceparent={TP}")), Some(TP));
+        assert_eq!(from_text(&format!("traceparent={TP}ff")), None);
+        assert_eq!(from_text("traceparent="), None);
+        assert_eq!(from_text("traceparent=é"), None);
+    }
+
+    #[test]
+    fn validity() {
+        assert!(is_valid(TP));
+        assert!(!is_valid(&TP.to_uppercase()));
+        assert!(!is_valid("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+        assert!(!is_valid("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
+        assert!(!is_valid("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    }
+}
