@@ -2,7 +2,7 @@
 //! (or a counted reason for silence) comes out. No sockets, no clocks, no registry
 //! calls: every RFC 2131 state and every boot case is table-tested here.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ironboot_proto::MacAddr;
 use ironboot_proto::pb::{Hardware, Interface};
@@ -228,7 +228,12 @@ fn boot_options(
     let file_override = nb.map(|n| n.ipxe_binary.as_str()).filter(|f| !f.is_empty());
     let script_override = nb.and_then(|n| n.ipxe.as_ref()).map(|i| i.url.as_str()).filter(|u| !u.is_empty());
     let mac = MacAddr(req.chaddr).to_string();
-    let answer = boot_answer(client, &mac, &s.boot_files, &s.endpoints, file_override, script_override)?;
+    let endpoints = if s.endpoints.http.is_empty() {
+        Endpoints { http: format!("{}:8080", at.server_id) }
+    } else {
+        s.endpoints.clone()
+    };
+    let answer = boot_answer(client, &mac, &s.boot_files, &endpoints, file_override, script_override)?;
     let target = match &answer {
         BootAnswer::UnknownArch(_) => return Some(answer),
         BootAnswer::TftpFile(f) => {
@@ -342,6 +347,35 @@ fn finish(reply: &mut Reply, req: &Request<'_>, essential: Vec<(u8, Vec<u8>)>, n
     if let Some(ri) = req.option(code::RELAY_AGENT) {
         reply.set(code::RELAY_AGENT, ri.to_vec());
     }
+}
+
+/// Where a reply goes (RFC 2131 §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// To the relay agent's server port, routed normally.
+    Relay(Ipv4Addr),
+    /// To an address the client already has (or the port-4011 sender).
+    Unicast(SocketAddrV4),
+    /// Broadcast on the ingress link. Used for clients without an address instead of a
+    /// unicast to yiaddr: that would need an ARP entry the client cannot answer for yet,
+    /// and every PXE ROM and DHCP client listens for broadcasts.
+    Broadcast,
+}
+
+pub fn route(req: &Request<'_>, reply: &Reply, src: SocketAddrV4, pxe_port: bool) -> Route {
+    if !req.giaddr.is_unspecified() {
+        return Route::Relay(req.giaddr);
+    }
+    if pxe_port {
+        return Route::Unicast(src);
+    }
+    if reply.message_type() == Some(MessageType::Nak) {
+        return Route::Broadcast;
+    }
+    if !req.ciaddr.is_unspecified() {
+        return Route::Unicast(SocketAddrV4::new(req.ciaddr, crate::packet::CLIENT_PORT));
+    }
+    Route::Broadcast
 }
 
 #[cfg(test)]
@@ -562,6 +596,25 @@ mod tests {
         let r = reply(&d);
         assert_eq!(r.option(code::CLIENT_ID), Some(&[1, 0x52, 0x54, 0, 0xee, 0x0d, 0x0b][..]));
         assert_eq!(r.options.last().map(|(c, _)| *c), Some(code::RELAY_AGENT));
+    }
+
+    #[test]
+    fn routes() {
+        let src = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 68);
+        let d = run(Mode::Reservation, MessageType::Discover, &[], Some(hw(None)), arrival());
+        let b = request_bytes(MessageType::Discover, MAC, &[]);
+        let r = Request::decode(&b).unwrap();
+        assert_eq!(route(&r, reply(&d), src, false), Route::Broadcast);
+        let mut relayed = b.clone();
+        relayed[24..28].copy_from_slice(&[10, 0, 0, 254]);
+        let r = Request::decode(&relayed).unwrap();
+        assert_eq!(route(&r, reply(&d), src, false), Route::Relay(Ipv4Addr::new(10, 0, 0, 254)));
+        let mut renewing = b.clone();
+        renewing[12..16].copy_from_slice(&[10, 0, 0, 10]);
+        let r = Request::decode(&renewing).unwrap();
+        assert_eq!(route(&r, reply(&d), src, false), Route::Unicast(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 68)));
+        let r = Request::decode(&b).unwrap();
+        assert_eq!(route(&r, reply(&d), SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 4011), true), Route::Unicast(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 4011)));
     }
 
     #[test]

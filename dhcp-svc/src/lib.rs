@@ -13,6 +13,10 @@
 //! - [`seen`]: MACs that asked but are not registered, for the operator;
 //! - [`server`]: worker threads, the registry cache, metrics, shutdown.
 
+pub mod config;
 pub mod decide;
 pub mod netboot;
 pub mod packet;
+pub mod seen;
+pub mod server;
+pub mod socket;

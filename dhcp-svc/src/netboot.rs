@@ -154,7 +154,8 @@ pub enum BootAnswer {
 /// Where the other services are, as clients should reach them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoints {
-    /// `host[:port]` of ipxe-http-svc as advertised to clients.
+    /// `host[:port]` of ipxe-http-svc as advertised to clients; empty means "the
+    /// server identifier of the link, port 8080" (resolved per packet).
     pub http: String,
 }
 

@@ -23,9 +23,15 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts a registry with an in-memory store on 127.0.0.1 and a free port.
     pub async fn start() -> TestRegistry {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts one on a given address (e.g. the host end of a veth pair, so a service in
+    /// a test's network namespace can reach it).
+    pub async fn start_on(listen: &str) -> TestRegistry {
         let write_token = generate_token();
         let read_token = generate_token();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = Config::parse_from([
             "hardware-api",

@@ -55,9 +55,18 @@ pub async fn serve_admin(
     ready: Ready,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<SocketAddr> {
+    serve_router(addr, admin_router(handle, ready), shutdown).await
+}
+
+/// Serves any router (e.g. [`admin_router`] merged with a service's own admin routes)
+/// on its own listener until `shutdown` resolves; returns the bound address.
+pub async fn serve_router(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
     let local = listener.local_addr()?;
-    let app = admin_router(handle, ready);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "admin listener failed");

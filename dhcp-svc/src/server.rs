@@ -1,0 +1,313 @@
+//! Running the service: sockets, worker threads, the registry cache, the miss path,
+//! metrics and the admin endpoint.
+//!
+//! The fast path is a worker thread: `recvmsg` → decode → cache lookup (a hash-map
+//! read) → decide → encode → `sendmsg`, with no async runtime and no allocation beyond
+//! the reply. Only a cache miss leaves it: the request is queued (bounded) for one
+//! registry lookup on the tokio runtime, so a machine registered a moment ago is still
+//! answered on its first DISCOVER, and a flood of unknown MACs costs counted drops.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use axum::routing::get;
+use ironboot_proto::MacAddr;
+use ironboot_proto::cache::{CacheConfig, HardwareCache};
+use ironboot_proto::pb::Hardware;
+use metrics::{counter, histogram};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::Config;
+use crate::decide::{Arrival, Decision, Route, Settings, Silence, decide, route};
+use crate::netboot::{BootAnswer, client_arch};
+use crate::packet::{Request, SERVER_PORT};
+use crate::seen::Seen;
+use crate::socket::{DhcpSocket, Received, interface_addresses};
+
+/// A request whose MAC was not cached, waiting for one registry lookup.
+struct Miss {
+    data: Vec<u8>,
+    rx: Received,
+    socket: usize,
+}
+
+struct Service {
+    settings: Settings,
+    mode: &'static str,
+    server_id: Option<Ipv4Addr>,
+    tftp_server: Option<Ipv4Addr>,
+    cache: HardwareCache,
+    seen: Seen,
+    sockets: Vec<(Arc<DhcpSocket>, bool)>,
+    ifaddrs: RwLock<HashMap<u32, Vec<(Ipv4Addr, Ipv4Addr)>>>,
+    miss_tx: mpsc::Sender<Miss>,
+    stop: AtomicBool,
+}
+
+fn count(ty: &'static str, mode: &'static str, outcome: &'static str) {
+    counter!("dhcp_packets_total", "type" => ty, "mode" => mode, "outcome" => outcome).increment(1);
+}
+
+impl Service {
+    /// Server identity on the ingress link: configured, else the interface address the
+    /// packet arrived on. None when the link has no address and none is configured.
+    fn arrival(&self, rx: &Received, pxe_port: bool) -> Option<Arrival> {
+        let link = self.ifaddrs.read().ok().and_then(|m| {
+            let addrs = m.get(&rx.ifindex)?;
+            addrs.iter().find(|(a, _)| *a == rx.local).or_else(|| addrs.first()).copied()
+        });
+        let local = link.map(|l| l.0).or((!rx.local.is_unspecified()).then_some(rx.local));
+        let server_id = self.server_id.or(local)?;
+        Some(Arrival {
+            server_id,
+            next_server: self.tftp_server.unwrap_or(server_id),
+            ingress_net: link,
+            pxe_port,
+        })
+    }
+
+    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received) {
+        let req = match Request::decode(data) {
+            Ok(r) => r,
+            Err(e) => {
+                count("invalid", self.mode, "malformed");
+                tracing::debug!(src = %rx.src, error = %e, "malformed DHCP packet dropped");
+                return;
+            }
+        };
+        let mac = MacAddr(req.chaddr);
+        match self.cache.by_mac(&mac) {
+            Some(hw) => self.handle(socket, &req, rx, Some(&hw)),
+            None => {
+                let miss = Miss { data: data.to_vec(), rx: *rx, socket };
+                if self.miss_tx.try_send(miss).is_err() {
+                    counter!("dhcp_miss_queue_full_total").increment(1);
+                    self.handle(socket, &req, rx, None);
+                }
+            }
+        }
+    }
+
+    fn handle(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<&Hardware>) {
+        let (sock, pxe_port) = &self.sockets[socket];
+        let ty = req.message_type.name();
+        let started = Instant::now();
+        let Some(at) = self.arrival(rx, *pxe_port) else {
+            count(ty, self.mode, "no_server_address");
+            tracing::warn!(ifindex = rx.ifindex, "request on an interface without an IPv4 address and no --server-id: not answered");
+            return;
+        };
+        let decision = decide(req, hw, &at, &self.settings);
+        histogram!("dhcp_decision_seconds").record(started.elapsed().as_secs_f64());
+        let mac = MacAddr(req.chaddr);
+        let (reply, client, boot) = match decision {
+            Decision::Silent(why) => {
+                count(ty, self.mode, why.label());
+                self.silent(req, rx, why, hw);
+                return;
+            }
+            Decision::Reply { reply, client, boot } => (reply, client, boot),
+        };
+        let (bytes, dropped) = match reply.encode(req.max_reply_len()) {
+            Ok(x) => x,
+            Err(e) => {
+                count(ty, self.mode, "encode_error");
+                tracing::error!(%mac, error = %e, "reply does not fit the client's maximum message size; not sent");
+                return;
+            }
+        };
+        if !dropped.is_empty() {
+            tracing::warn!(%mac, ?dropped, max = req.max_reply_len(), "options left out to fit the client's maximum message size");
+        }
+        let (to, ifindex) = match route(req, &reply, rx.src, *pxe_port) {
+            Route::Relay(giaddr) => (SocketAddrV4::new(giaddr, SERVER_PORT), 0),
+            Route::Unicast(a) => (a, 0),
+            Route::Broadcast => (SocketAddrV4::new(Ipv4Addr::BROADCAST, crate::packet::CLIENT_PORT), rx.ifindex),
+        };
+        let src = if rx.local.is_unspecified() { at.server_id } else { rx.local };
+        let answer = reply.message_type().map(|m| m.name()).unwrap_or("reply");
+        if let Err(e) = sock.send(&bytes, to, ifindex, src) {
+            count(ty, self.mode, "send_error");
+            tracing::warn!(%mac, %to, error = %e, "sending the reply failed");
+            return;
+        }
+        count(ty, self.mode, answer);
+        let name = hw.map(|h| h.name.as_str()).unwrap_or("");
+        match &boot {
+            Some(BootAnswer::UnknownArch(a)) => {
+                tracing::warn!(%mac, machine = name, arch = a, "no iPXE binary for this architecture; answered without boot file")
+            }
+            Some(b) => tracing::info!(%mac, machine = name, client = client.label(), reply = answer, boot = ?b, yiaddr = %reply.yiaddr, "netboot reply"),
+            None => tracing::debug!(%mac, machine = name, reply = answer, yiaddr = %reply.yiaddr, "reply"),
+        }
+    }
+
+    fn silent(&self, req: &Request<'_>, rx: &Received, why: Silence, hw: Option<&Hardware>) {
+        let mac = MacAddr(req.chaddr);
+        match why {
+            Silence::UnknownMac => {
+                counter!("dhcp_unknown_mac_total").increment(1);
+                let arch = req.has(crate::packet::code::CLIENT_ARCH).then(|| client_arch(req));
+                if self.seen.record(mac, req.vendor_class(), arch, rx.ifindex) {
+                    tracing::info!(%mac, vendor_class = %String::from_utf8_lossy(req.vendor_class()), "unregistered MAC asked for DHCP; not answered (see /unregistered)");
+                }
+            }
+            Silence::Declined => {
+                counter!("dhcp_decline_total").increment(1);
+                tracing::warn!(%mac, machine = hw.map(|h| h.name.as_str()).unwrap_or(""), requested = ?req.requested_ip(), "DHCPDECLINE: the client found its reserved address already in use on the network");
+            }
+            Silence::Released => tracing::info!(%mac, "DHCPRELEASE"),
+            Silence::WrongSubnet | Silence::NoReservation => {
+                tracing::debug!(%mac, reason = why.label(), "registered MAC not answered")
+            }
+            _ => tracing::debug!(%mac, reason = why.label(), "not answered"),
+        }
+    }
+}
+
+fn worker(svc: Arc<Service>, socket: usize) {
+    let sock = svc.sockets[socket].0.clone();
+    let mut buf = vec![0u8; 4096];
+    while !svc.stop.load(Ordering::Relaxed) {
+        match sock.recv(&mut buf) {
+            Ok(rx) => {
+                // Oversized datagrams are truncated by the kernel; the decoder bounds-
+                // checks every access, so at worst they are counted as malformed.
+                let len = rx.len.min(buf.len());
+                svc.on_packet(socket, &buf[..len], &rx);
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Runs dhcp-svc until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let settings = config.settings().map_err(|e| anyhow!(e))?;
+    let client = config.registry.connect_lazy()?;
+    if config.check_config {
+        println!(
+            "configuration ok: mode {}, port {}, interfaces {}, registry {}",
+            settings.mode.label(),
+            config.port,
+            if config.interfaces.is_empty() { "all".to_string() } else { config.interfaces.join(",") },
+            config.registry.endpoint
+        );
+        return Ok(());
+    }
+    let mut sockets = Vec::new();
+    let devices: Vec<Option<&str>> = if config.interfaces.is_empty() { vec![None] } else { config.interfaces.iter().map(|s| Some(s.as_str())).collect() };
+    for dev in &devices {
+        let s = DhcpSocket::bind(config.port, *dev, Duration::from_millis(250)).with_context(|| "opening the DHCP socket (needs root or CAP_NET_BIND_SERVICE + CAP_NET_RAW)")?;
+        sockets.push((Arc::new(s), false));
+        if settings.mode == crate::decide::Mode::Proxy {
+            let port = if config.port == SERVER_PORT { crate::packet::PXE_PORT } else { config.port + 1 };
+            let s = DhcpSocket::bind(port, *dev, Duration::from_millis(250)).context("opening the PXE boot-server socket")?;
+            sockets.push((Arc::new(s), true));
+        }
+    }
+    let cache = HardwareCache::start(client, CacheConfig::default());
+    let (miss_tx, mut miss_rx) = mpsc::channel::<Miss>(config.miss_queue.max(1));
+    let svc = Arc::new(Service {
+        mode: settings.mode.label(),
+        settings,
+        server_id: config.server_id,
+        tftp_server: config.tftp_server,
+        cache: cache.clone(),
+        seen: Seen::new(config.unregistered_capacity, config.unregistered_log_interval),
+        sockets,
+        ifaddrs: RwLock::new(interface_addresses()),
+        miss_tx,
+        stop: AtomicBool::new(false),
+    });
+
+    // Admin: metrics, health (ready once the cache has synced), unregistered MACs.
+    let handle = ironboot_telemetry::metrics::init_metrics();
+    let ready_cache = cache.clone();
+    let ready: ironboot_telemetry::metrics::Ready = Arc::new(move || ready_cache.is_synced());
+    let seen_svc = svc.clone();
+    let app = ironboot_telemetry::metrics::admin_router(handle, ready).route(
+        "/unregistered",
+        get(move || {
+            let svc = seen_svc.clone();
+            async move {
+                // A MAC registered since it was seen is no longer "unregistered".
+                let list: Vec<_> = svc.seen.list().into_iter().filter(|e| MacAddr::parse(&e.mac).ok().and_then(|m| svc.cache.by_mac(&m)).is_none()).collect();
+                axum::Json(list)
+            }
+        }),
+    );
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin = ironboot_telemetry::metrics::serve_router(config.admin_listen, app, async move {
+        let _ = admin_stop_rx.await;
+    })
+    .await?;
+
+    // Interfaces come and go (VLANs, bonds): refresh their addresses.
+    let refresh = {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let fresh = tokio::task::spawn_blocking(interface_addresses).await.unwrap_or_default();
+                if let Ok(mut m) = svc.ifaddrs.write() {
+                    *m = fresh;
+                }
+            }
+        })
+    };
+
+    // The miss path: one bounded registry lookup per uncached MAC.
+    let misses = {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let limit = Arc::new(Semaphore::new(64));
+            while let Some(m) = miss_rx.recv().await {
+                let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let Ok(req) = Request::decode(&m.data) else { return };
+                    let hw = svc.cache.by_mac_or_fetch(MacAddr(req.chaddr)).await.ok().flatten();
+                    svc.handle(m.socket, &req, &m.rx, hw.as_deref());
+                });
+            }
+        })
+    };
+
+    let mut threads = Vec::new();
+    for (i, (s, pxe)) in svc.sockets.iter().enumerate() {
+        for w in 0..config.workers {
+            let svc = svc.clone();
+            let name = format!("dhcp-{}-{w}", s.device.as_deref().unwrap_or("any"));
+            threads.push(std::thread::Builder::new().name(name).spawn(move || worker(svc, i))?);
+        }
+        tracing::info!(port = s.port, interface = s.device.as_deref().unwrap_or("all"), pxe_port = pxe, "listening");
+    }
+    tracing::info!(mode = svc.mode, admin = %admin, registry = %config.registry.endpoint, workers = config.workers, "dhcp-svc serving");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    svc.stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    refresh.abort();
+    misses.abort();
+    cache.stop();
+    let _ = admin_stop_tx.send(());
+    tracing::info!("stopped");
+    Ok(())
+}
