@@ -1,0 +1,128 @@
+//! tftp-load: N concurrent TFTP downloads against any server, verified, timed.
+//!
+//! The benchmark's client (the packaged clients cannot ask for windowsize, and starting
+//! hundreds of processes measures process start-up, not the server). Prints one line of
+//! `key=value` pairs that the benchmark script parses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tftp_svc::client::{self, ClientOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "tftp-load", about = "Concurrent TFTP downloads, verified and timed")]
+struct Args {
+    /// Server address.
+    server: SocketAddr,
+    /// File to request.
+    file: String,
+    /// Concurrent downloads.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    concurrency: usize,
+    /// Total downloads (default: the concurrency).
+    #[arg(short = 'n', long)]
+    count: Option<usize>,
+    #[arg(long)]
+    blksize: Option<u16>,
+    #[arg(long)]
+    windowsize: Option<u16>,
+    /// Send tsize 0.
+    #[arg(long)]
+    tsize: bool,
+    /// Compare every download with this file.
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Client retransmit timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    rto: Duration,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build();
+    let Ok(rt) = rt else {
+        eprintln!("cannot start runtime");
+        return std::process::ExitCode::FAILURE;
+    };
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> std::process::ExitCode {
+    let expect = match &args.expect {
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", p.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let total = args.count.unwrap_or(args.concurrency);
+    let next = Arc::new(AtomicUsize::new(0));
+    let opts = ClientOptions {
+        blksize: args.blksize,
+        windowsize: args.windowsize,
+        tsize: args.tsize,
+        rto: args.rto,
+        retries: 10,
+        ..ClientOptions::default()
+    };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let next = next.clone();
+        let opts = opts.clone();
+        let expect = expect.clone();
+        let file = args.file.clone();
+        let server = args.server;
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let r = client::get(server, &file, &opts).await;
+                out.push(match r {
+                    Ok(d) => {
+                        let ok = expect.as_ref().is_none_or(|e| e.as_slice() == d.data.as_slice());
+                        let neg = format!("{}/{}", d.oack_value("blksize").unwrap_or("512"), d.oack_value("windowsize").unwrap_or("1"));
+                        (ok, d.data.len() as u64, d.elapsed, d.retransmits, neg, if ok { String::new() } else { "content mismatch".into() })
+                    }
+                    Err(e) => (false, 0, Duration::ZERO, 0, String::new(), e.to_string()),
+                });
+            }
+            out
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            results.extend(r);
+        }
+    }
+    let wall = started.elapsed();
+    let ok = results.iter().filter(|r| r.0).count();
+    let failed = results.len() - ok;
+    let bytes: u64 = results.iter().map(|r| r.1).sum();
+    let mut times: Vec<Duration> = results.iter().filter(|r| r.0).map(|r| r.2).collect();
+    times.sort();
+    let pct = |p: f64| times.get(((times.len() as f64 - 1.0) * p).round() as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let retrans: u64 = results.iter().map(|r| r.3).sum();
+    let negotiated = results.iter().find(|r| r.0).map(|r| r.4.clone()).unwrap_or_default();
+    if let Some(err) = results.iter().find(|r| !r.0).map(|r| r.5.clone()) {
+        eprintln!("first failure: {err}");
+    }
+    println!(
+        "ok={ok} failed={failed} bytes={bytes} wall_s={:.3} mbps={:.2} p50_ms={:.1} p99_ms={:.1} client_retransmits={retrans} negotiated={negotiated}",
+        wall.as_secs_f64(),
+        bytes as f64 / 1e6 / wall.as_secs_f64().max(1e-9),
+        pct(0.5),
+        pct(0.99),
+    );
+    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+}

@@ -1,0 +1,58 @@
+//! Metric names and the few helpers that record them, so every name lives in one place
+//! (and in the README table).
+
+use std::time::Duration;
+
+use crate::sender::Stats;
+use crate::transfer::Outcome;
+
+/// Transfers in progress (gauge).
+pub const ACTIVE: &str = "tftp_transfers_active";
+/// Finished transfers by `outcome` (completed, size_probe, client_aborted, timeout,
+/// shutdown, io_error).
+pub const TRANSFERS: &str = "tftp_transfers_total";
+/// Finished transfers that did not deliver the file (timeout, client_aborted, io_error,
+/// shutdown) — the "failed" count an alert watches.
+pub const FAILED: &str = "tftp_transfers_failed_total";
+/// Requests answered with an ERROR, by `reason`.
+pub const REFUSED: &str = "tftp_requests_refused_total";
+/// Requests not answered at all, by `reason` (busy, client_limit, duplicate, shutting_down).
+pub const DROPPED_REQUESTS: &str = "tftp_requests_dropped_total";
+/// Datagrams dropped, by `reason` (malformed kinds, truncated, unexpected, queue_full).
+pub const DROPPED_PACKETS: &str = "tftp_packets_dropped_total";
+/// File bytes put on the wire, retransmissions included.
+pub const BYTES: &str = "tftp_bytes_sent_total";
+/// Blocks (and OACKs) sent again.
+pub const RETRANSMITS: &str = "tftp_retransmits_total";
+/// Duration of finished transfers, by `outcome`.
+pub const DURATION: &str = "tftp_transfer_duration_seconds";
+
+pub fn transfer_started() {
+    metrics::gauge!(ACTIVE).increment(1.0);
+}
+
+pub fn transfer_finished(outcome: Outcome, elapsed: Duration, stats: &Stats, _blksize: u16) {
+    metrics::gauge!(ACTIVE).decrement(1.0);
+    metrics::counter!(TRANSFERS, "outcome" => outcome.as_str()).increment(1);
+    if !outcome.is_success() {
+        metrics::counter!(FAILED).increment(1);
+    }
+    metrics::counter!(RETRANSMITS).increment(stats.retransmits);
+    metrics::histogram!(DURATION, "outcome" => outcome.as_str()).record(elapsed.as_secs_f64());
+}
+
+pub fn refused(reason: &'static str) {
+    metrics::counter!(REFUSED, "reason" => reason).increment(1);
+}
+
+pub fn request_dropped(reason: &'static str) {
+    metrics::counter!(DROPPED_REQUESTS, "reason" => reason).increment(1);
+}
+
+pub fn packet_dropped(reason: &'static str) {
+    metrics::counter!(DROPPED_PACKETS, "reason" => reason).increment(1);
+}
+
+pub fn bytes_sent(n: u64) {
+    metrics::counter!(BYTES).increment(n);
+}

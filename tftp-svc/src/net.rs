@@ -1,0 +1,133 @@
+//! Sockets: the request listener with `IP_PKTINFO`, and per-transfer sockets.
+//!
+//! A host with several addresses (one per provisioning VLAN, a VIP) must answer from the
+//! address the client spoke to: firmware TFTP stacks drop replies from anywhere else, and
+//! a reply routed out of the wrong interface never arrives. The listener therefore
+//! learns each request's destination address from `IP_PKTINFO`; per-transfer sockets are
+//! bound to exactly that address, and in single-port mode every reply carries it as the
+//! source in its own `IP_PKTINFO`. tokio's `UdpSocket` has no control-message API, so
+//! `recvmsg`/`sendmsg` run inside its `async_io` readiness hook.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, sockopt};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// One received datagram.
+#[derive(Clone, Copy, Debug)]
+pub struct Received {
+    pub len: usize,
+    pub peer: SocketAddr,
+    /// The address the datagram was sent to (from IP_PKTINFO), when known.
+    pub local_ip: Option<IpAddr>,
+    /// The datagram did not fit the buffer.
+    pub truncated: bool,
+}
+
+fn new_socket(addr: SocketAddr, interface: Option<&str>) -> io::Result<Socket> {
+    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if let Some(dev) = interface {
+        s.bind_device(Some(dev.as_bytes()))?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Binds a request listener (port 69, or the single-port socket) with IP_PKTINFO and
+/// generous buffers: a boot storm's RRQs and, in single-port mode, every ACK arrive here.
+pub fn bind_listener(addr: SocketAddr, interface: Option<&str>, buffer_bytes: usize) -> io::Result<UdpSocket> {
+    let s = new_socket(addr, interface)?;
+    s.set_reuse_address(true)?;
+    let _ = s.set_recv_buffer_size(buffer_bytes);
+    let _ = s.set_send_buffer_size(buffer_bytes);
+    if addr.is_ipv4() {
+        socket::setsockopt(&s, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
+    }
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// A socket for one transfer: bound to the address the request arrived on (new port),
+/// connected to the client so the kernel drops datagrams from anyone else.
+pub fn transfer_socket(local_ip: IpAddr, peer: SocketAddr, interface: Option<&str>) -> io::Result<UdpSocket> {
+    let s = new_socket(SocketAddr::new(local_ip, 0), interface)?;
+    s.bind(&SocketAddr::new(local_ip, 0).into())?;
+    s.connect(&peer.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Receives one datagram with its destination address.
+pub async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
+    let is_v4 = sock.local_addr()?.is_ipv4();
+    if !is_v4 {
+        let (len, peer) = sock.recv_from(buf).await?;
+        return Ok(Received { len, peer, local_ip: None, truncated: false });
+    }
+    sock.async_io(Interest::READABLE, || recv_v4(sock, buf)).await
+}
+
+fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
+    let mut cmsg = nix::cmsg_space!(nix::libc::in_pktinfo);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = socket::recvmsg::<SockaddrIn>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC)
+        .map_err(io::Error::from)?;
+    let peer = msg
+        .address
+        .map(|a| SocketAddr::V4(SocketAddrV4::new(a.ip(), a.port())))
+        .ok_or_else(|| io::Error::other("datagram without a source address"))?;
+    let mut local_ip = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
+                local_ip = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+            }
+        }
+    }
+    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
+    Ok(Received { len: msg.bytes.min(buf.len()), peer, local_ip, truncated })
+}
+
+/// Sends `parts` (gathered) to `peer` from `local_ip` over a shared (unconnected) socket.
+pub async fn send_from(sock: &UdpSocket, parts: &[&[u8]], peer: SocketAddr, local_ip: Option<IpAddr>) -> io::Result<()> {
+    sock.async_io(Interest::WRITABLE, || send_from_now(sock, parts, peer, local_ip)).await
+}
+
+fn send_from_now(sock: &UdpSocket, parts: &[&[u8]], peer: SocketAddr, local_ip: Option<IpAddr>) -> io::Result<()> {
+    let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    match (peer, local_ip) {
+        (SocketAddr::V4(p), Some(IpAddr::V4(src))) => {
+            let info = nix::libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: nix::libc::in_addr { s_addr: u32::from(src).to_be() },
+                ipi_addr: nix::libc::in_addr { s_addr: 0 },
+            };
+            let dst = SockaddrIn::from(p);
+            socket::sendmsg(sock.as_raw_fd(), &iov, &[ControlMessage::Ipv4PacketInfo(&info)], MsgFlags::MSG_DONTWAIT, Some(&dst))
+                .map_err(io::Error::from)?;
+        }
+        (SocketAddr::V4(p), _) => {
+            let dst = SockaddrIn::from(p);
+            socket::sendmsg(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&dst)).map_err(io::Error::from)?;
+        }
+        (SocketAddr::V6(p), _) => {
+            let dst = socket::SockaddrIn6::from(p);
+            socket::sendmsg(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&dst)).map_err(io::Error::from)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends `parts` (gathered) on a connected socket.
+pub async fn send_connected(sock: &UdpSocket, parts: &[&[u8]]) -> io::Result<()> {
+    sock.async_io(Interest::WRITABLE, || {
+        let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        socket::sendmsg::<SockaddrIn>(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,267 @@
+//! One read transfer, from request to outcome: resolve the path, gate the client,
+//! negotiate options, then drive the [`Sender`] over the transfer's link.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bootfiles::{Decision, Lookup};
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use crate::metrics as m;
+use crate::net;
+use crate::options::negotiate;
+use crate::packet::{self, ErrorCode, Lossy, Packet};
+use crate::sender::{Action, Sender};
+use crate::server::Shared;
+
+/// How a transfer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every block acknowledged.
+    Completed,
+    /// ERROR 8 right after our OACK: a size probe (OVMF asks for tsize, then aborts and
+    /// asks again). Normal, not a failure.
+    SizeProbe,
+    /// The client sent an ERROR mid-transfer.
+    ClientAborted,
+    /// The client stopped answering.
+    TimedOut,
+    /// The service shut down before the transfer finished.
+    Shutdown,
+    /// The socket failed (e.g. ICMP port unreachable: the client went away).
+    IoError,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::SizeProbe => "size_probe",
+            Outcome::ClientAborted => "client_aborted",
+            Outcome::TimedOut => "timeout",
+            Outcome::Shutdown => "shutdown",
+            Outcome::IoError => "io_error",
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Completed | Outcome::SizeProbe)
+    }
+}
+
+/// Where the transfer's packets go and come from.
+pub struct Link {
+    pub tx: LinkTx,
+    pub rx: LinkRx,
+}
+
+/// The sending half.
+pub enum LinkTx {
+    /// Per-transfer port: a socket bound to the request's local address, connected to the client.
+    Own(Arc<UdpSocket>),
+    /// Single-port mode: replies through the listener, source address set per packet.
+    Shared { sock: Arc<UdpSocket>, peer: SocketAddr, local_ip: Option<IpAddr> },
+}
+
+/// The receiving half.
+pub enum LinkRx {
+    Own(Arc<UdpSocket>),
+    /// Single-port mode: the listener routes the client's datagrams here.
+    Shared(mpsc::Receiver<Bytes>),
+}
+
+impl Link {
+    /// A per-transfer socket.
+    pub fn own(sock: UdpSocket) -> Link {
+        let s = Arc::new(sock);
+        Link { tx: LinkTx::Own(s.clone()), rx: LinkRx::Own(s) }
+    }
+}
+
+impl LinkTx {
+    async fn send(&self, parts: &[&[u8]]) -> io::Result<()> {
+        match self {
+            LinkTx::Own(s) => net::send_connected(s, parts).await,
+            LinkTx::Shared { sock, peer, local_ip } => net::send_from(sock, parts, *peer, *local_ip).await,
+        }
+    }
+}
+
+impl LinkRx {
+    /// Next datagram from the client. `Ok(None)` when the link closed.
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self {
+            LinkRx::Own(s) => s.recv(buf).await.map(Some),
+            LinkRx::Shared(rx) => Ok(rx.recv().await.map(|b| {
+                let n = b.len().min(buf.len());
+                buf[..n].copy_from_slice(&b[..n]);
+                n
+            })),
+        }
+    }
+}
+
+/// Everything a transfer task needs about its request.
+pub struct Request {
+    pub datagram: Bytes,
+    pub peer: SocketAddr,
+    pub local_ip: Option<IpAddr>,
+}
+
+/// Runs one request to its end. Errors to the client are sent here; counting and logging
+/// happen here too, so every request leaves exactly one log line.
+pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: watch::Receiver<bool>) {
+    let Link { tx, mut rx } = link;
+    let started = Instant::now();
+    let datagram = req.datagram.clone();
+    let Ok(Packet::Rrq(rrq)) = packet::decode(&datagram) else { return };
+    let raw_name = String::from_utf8_lossy(rrq.filename).into_owned();
+    let span = tracing::info_span!("tftp", client = %req.peer, file = %Lossy(rrq.filename));
+    async move {
+        if !rrq.is_octet() {
+            refuse(&tx, &req, &raw_name, ErrorCode::IllegalOperation, "only octet (binary) mode is served", "mode").await;
+            return;
+        }
+        let Ok(name) = std::str::from_utf8(rrq.filename) else {
+            refuse(&tx, &req, &raw_name, ErrorCode::FileNotFound, "file not found", "bad_path").await;
+            return;
+        };
+        let (path, file) = match bootfiles::resolve(&shared.catalogue, name) {
+            Ok(x) => x,
+            Err(Lookup::BadPath(e)) => {
+                refuse(&tx, &req, &raw_name, ErrorCode::AccessViolation, &format!("access violation: {e}"), "bad_path").await;
+                return;
+            }
+            Err(Lookup::NotFound) => {
+                refuse(&tx, &req, &raw_name, ErrorCode::FileNotFound, "file not found", "not_found").await;
+                return;
+            }
+        };
+        let client_v4 = match req.peer.ip() {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(a) => a.to_ipv4_mapped(),
+        };
+        let decision = bootfiles::gate::check(
+            shared.cache.as_ref(),
+            path.mac,
+            client_v4,
+            shared.settings.unknown_clients,
+            shared.settings.lookup_timeout,
+        )
+        .await;
+        let machine = match decision {
+            Decision::Allow { machine } => machine,
+            Decision::Refuse { reason, machine } => {
+                tracing::info!(machine = machine.as_deref().unwrap_or(""), mac = ?path.mac, "netboot refused");
+                refuse(&tx, &req, &raw_name, ErrorCode::AccessViolation, "access violation: network boot is not allowed for this machine", reason.as_str()).await;
+                return;
+            }
+        };
+        let neg = negotiate(&rrq, file.size(), &shared.settings.limits);
+        let mut timing = shared.settings.timing;
+        if let Some(t) = neg.timeout {
+            timing.max_rto = t.max(timing.min_rto);
+        }
+        let mut sender = Sender::new(file.size(), neg.blksize, neg.windowsize, neg.needs_oack(), timing);
+        let oack = if neg.needs_oack() {
+            packet::encode_oack(neg.oack.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        } else {
+            Vec::new()
+        };
+        m::transfer_started();
+        let outcome = drive(&mut sender, &tx, &mut rx, &file.data, &oack, &mut hard_stop).await;
+        let elapsed = started.elapsed();
+        m::transfer_finished(outcome, elapsed, &sender.stats, neg.blksize);
+        let traceparent = path.traceparent.filter(|t| t.is_valid()).map(|t| t.to_string());
+        tracing::info!(
+            outcome = outcome.as_str(),
+            name = %path.name,
+            mac = ?path.mac,
+            machine = machine.as_deref().unwrap_or(""),
+            traceparent = traceparent.as_deref().unwrap_or(""),
+            local = ?req.local_ip,
+            size = file.size(),
+            bytes = sender.bytes_acked(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            blksize = neg.blksize,
+            windowsize = neg.windowsize,
+            packets = sender.stats.packets,
+            retransmits = sender.stats.retransmits,
+            duplicate_acks = sender.stats.duplicate_acks,
+            "transfer finished"
+        );
+    }
+    .instrument(span)
+    .await
+}
+
+/// Sends an ERROR (never retransmitted, per RFC 1350) and counts the refusal.
+async fn refuse(link: &LinkTx, req: &Request, name: &str, code: ErrorCode, msg: &str, reason: &'static str) {
+    m::refused(reason);
+    tracing::info!(reason, requested = name, local = ?req.local_ip, "request refused");
+    let _ = link.send(&[&packet::encode_error(code, msg)]).await;
+}
+
+/// The send/ack loop.
+async fn drive(sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &Bytes, oack: &[u8], hard_stop: &mut watch::Receiver<bool>) -> Outcome {
+    let mut buf = vec![0u8; 2048];
+    let mut action = sender.start(Instant::now());
+    let mut deadline = tokio::time::Instant::now();
+    loop {
+        match action {
+            Action::Complete => return Outcome::Completed,
+            Action::GiveUp => return Outcome::TimedOut,
+            Action::Wait => {}
+            Action::SendOack => {
+                if link.send(&[oack]).await.is_err() {
+                    return Outcome::IoError;
+                }
+                deadline = tokio::time::Instant::now() + sender.rto();
+            }
+            Action::SendBlocks { first, last } => {
+                let mut bytes = 0u64;
+                for n in first..=last {
+                    let hdr = packet::data_header(Sender::wire_block(n));
+                    let body = &data[sender.block_range(n)];
+                    if link.send(&[&hdr, body]).await.is_err() {
+                        return Outcome::IoError;
+                    }
+                    bytes += body.len() as u64;
+                }
+                m::bytes_sent(bytes);
+                deadline = tokio::time::Instant::now() + sender.rto();
+            }
+        }
+        action = tokio::select! {
+            _ = hard_stop.changed() => return Outcome::Shutdown,
+            _ = tokio::time::sleep_until(deadline) => sender.on_timeout(Instant::now()),
+            r = link_rx.recv(&mut buf) => match r {
+                Ok(Some(n)) => match packet::decode(&buf[..n]) {
+                    Ok(Packet::Ack(b)) => sender.on_ack(b, Instant::now()),
+                    Ok(Packet::Error { code, .. }) => {
+                        return if code == ErrorCode::OptionRefused as u16 && sender.is_waiting_for_oack_ack() {
+                            Outcome::SizeProbe
+                        } else {
+                            Outcome::ClientAborted
+                        };
+                    }
+                    Ok(_) => Action::Wait,
+                    Err(e) => {
+                        m::packet_dropped(e.label());
+                        Action::Wait
+                    }
+                },
+                Ok(None) => return Outcome::Shutdown,
+                // ICMP port unreachable surfaces as ECONNREFUSED on a connected socket.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Outcome::IoError,
+                Err(_) => Action::Wait,
+            },
+        };
+    }
+}
+
