@@ -34,6 +34,21 @@ impl TraceParent {
     pub fn header_value(&self) -> String {
         self.to_string()
     }
+
+    /// Parses a W3C `traceparent` header value (`00-<32 hex>-<16 hex>-<2 hex>`), the
+    /// form HTTP clients send; the same rules as the file-name suffix (lowercase hex,
+    /// version 00). Surrounding whitespace is ignored. All-zero ids parse but are not
+    /// [`valid`](Self::is_valid).
+    pub fn from_header(value: &str) -> Option<TraceParent> {
+        let v = value.trim();
+        if v.len() != SUFFIX_LEN - 1 || !v.is_ascii() {
+            return None;
+        }
+        match split_traceparent(&format!("x-{v}")) {
+            ("x", tp) => tp,
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for TraceParent {
@@ -215,6 +230,17 @@ mod tests {
         assert!(tp.is_valid());
         assert_eq!(tp.to_string(), TP);
         assert_eq!(tp.flags, 1);
+    }
+
+    #[test]
+    fn traceparent_header_values() {
+        let tp = TraceParent::from_header(&format!(" {TP}\t")).unwrap();
+        assert_eq!(tp.to_string(), TP);
+        let (upper, v01, longer, prefixed) = (TP.to_uppercase(), format!("01{}", &TP[2..]), format!("{TP}-00"), format!("x{TP}"));
+        let bads: [&str; 6] = ["", "00-abc", &upper, &v01, &longer, &prefixed];
+        for bad in bads {
+            assert_eq!(TraceParent::from_header(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
