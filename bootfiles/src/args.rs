@@ -22,8 +22,9 @@ pub struct CatalogueArgs {
     pub assets_dir: Option<PathBuf>,
     /// Directories a symlink in a served directory may point into besides its own
     /// directory (comma-separated). Debian links ipxe.efi and ipxe.lkrn to /boot.
+    /// An empty value allows none.
     #[arg(long, env = "IRONBOOT_LINK_ROOTS", value_delimiter = ',', default_value = "/boot")]
-    pub link_roots: Vec<PathBuf>,
+    pub link_roots: Vec<String>,
     /// How often the directories are checked for changed files.
     #[arg(long, env = "IRONBOOT_RESCAN_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub rescan_interval: Duration,
@@ -50,7 +51,7 @@ impl CatalogueArgs {
         }
         CatalogueConfig {
             dirs,
-            link_roots: self.link_roots.iter().filter(|p| !p.as_os_str().is_empty()).cloned().collect(),
+            link_roots: self.link_roots.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
             max_file_bytes: self.max_file_bytes,
             max_total_bytes: self.max_catalogue_bytes,
             ..CatalogueConfig::default()

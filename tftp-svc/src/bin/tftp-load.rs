@@ -39,6 +39,9 @@ struct Args {
     /// Client retransmit timeout.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     rto: Duration,
+    /// Local address to send from.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
     /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -73,6 +76,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         tsize: args.tsize,
         rto: args.rto,
         retries: 10,
+        bind: args.bind,
         ..ClientOptions::default()
     };
     let started = Instant::now();
@@ -91,9 +95,9 @@ async fn run(args: Args) -> std::process::ExitCode {
                     Ok(d) => {
                         let ok = expect.as_ref().is_none_or(|e| e.as_slice() == d.data.as_slice());
                         let neg = format!("{}/{}", d.oack_value("blksize").unwrap_or("512"), d.oack_value("windowsize").unwrap_or("1"));
-                        (ok, d.data.len() as u64, d.elapsed, d.retransmits, neg, if ok { String::new() } else { "content mismatch".into() })
+                        (ok, d.data.len() as u64, d.elapsed, d.retransmits, neg, if ok { String::new() } else { "content mismatch".into() }, Some(d.server))
                     }
-                    Err(e) => (false, 0, Duration::ZERO, 0, String::new(), e.to_string()),
+                    Err(e) => (false, 0, Duration::ZERO, 0, String::new(), e.to_string(), None),
                 });
             }
             out
@@ -114,11 +118,12 @@ async fn run(args: Args) -> std::process::ExitCode {
     let pct = |p: f64| times.get(((times.len() as f64 - 1.0) * p).round() as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
     let retrans: u64 = results.iter().map(|r| r.3).sum();
     let negotiated = results.iter().find(|r| r.0).map(|r| r.4.clone()).unwrap_or_default();
+    let answered = results.iter().find_map(|r| r.6).map(|a| a.to_string()).unwrap_or_default();
     if let Some(err) = results.iter().find(|r| !r.0).map(|r| r.5.clone()) {
         eprintln!("first failure: {err}");
     }
     println!(
-        "ok={ok} failed={failed} bytes={bytes} wall_s={:.3} mbps={:.2} p50_ms={:.1} p99_ms={:.1} client_retransmits={retrans} negotiated={negotiated}",
+        "ok={ok} failed={failed} bytes={bytes} wall_s={:.3} mbps={:.2} p50_ms={:.1} p99_ms={:.1} client_retransmits={retrans} negotiated={negotiated} server={answered}",
         wall.as_secs_f64(),
         bytes as f64 / 1e6 / wall.as_secs_f64().max(1e-9),
         pct(0.5),
