@@ -71,6 +71,9 @@ pub enum Command {
         #[arg(long)]
         ignore_not_found: bool,
     },
+    /// Check that the registry answers and is serving (gRPC health protocol; no token
+    /// needed). Exit 0 when serving — usable as a container health check.
+    Health,
     /// Print changes as they happen.
     Watch {
         /// Start after this revision (default: from now).
@@ -84,13 +87,18 @@ pub enum Command {
 
 /// Runs the command; the error is what the operator reads.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = match cli.command {
+        Command::Health => return health(&cli.registry).await,
+        other => other,
+    };
     let mut client = cli.registry.connect().await?;
-    match cli.command {
+    match command {
         Command::Apply { files, dry_run } => apply(&mut client, &files, dry_run).await,
         Command::Get { key, id, output } => get(&mut client, &key, id, output).await,
         Command::List { selector, output } => list(&mut client, &selector, output).await,
         Command::Delete { names, ignore_not_found } => delete(&mut client, &names, ignore_not_found).await,
         Command::Watch { since, json } => watch(&mut client, since, json).await,
+        Command::Health => health(&cli.registry).await,
     }
 }
 
@@ -302,6 +310,24 @@ async fn delete(client: &mut HardwareClient, names: &[String], ignore_not_found:
         }
     }
     Ok(())
+}
+
+async fn health(registry: &RegistryArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = registry.channel().await?;
+    let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
+    let resp = h
+        .check(tonic_health::pb::HealthCheckRequest { service: "hardware.v1.HardwareService".into() })
+        .await
+        .map_err(|s| explain(&s))?
+        .into_inner();
+    match resp.status() {
+        ServingStatus::Serving => {
+            println!("serving");
+            Ok(())
+        }
+        other => bail!("registry is {}", other.as_str_name()),
+    }
 }
 
 async fn watch(client: &mut HardwareClient, since: Option<u64>, json: bool) -> anyhow::Result<()> {

@@ -267,6 +267,7 @@ async fn tokens_and_roles() {
         .unwrap()
         .into_inner();
     assert_eq!(resp.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    assert_eq!(r.hwctl_as(None, &["health"], None).ok(), "serving\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,12 +144,13 @@ impl RegistryArgs {
 
     /// A client connected now: fails fast when the registry is unreachable (CLIs).
     pub async fn connect(&self) -> Result<HardwareClient, ClientError> {
-        let channel = self
-            .endpoint()?
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect(self.endpoint.clone(), error_chain(&e)))?;
+        let channel = self.channel().await?;
         self.wrap(channel)
+    }
+
+    /// A connected channel without the token interceptor (health checks, reflection).
+    pub async fn channel(&self) -> Result<Channel, ClientError> {
+        self.endpoint()?.connect().await.map_err(|e| ClientError::Connect(self.endpoint.clone(), error_chain(&e)))
     }
 
     fn wrap(&self, channel: Channel) -> Result<HardwareClient, ClientError> {
