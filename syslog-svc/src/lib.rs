@@ -78,6 +78,9 @@ pub struct Running {
 /// Binds every socket, opens the output and starts receiving, attributing with `cache`.
 pub async fn start(config: &Config, cache: HardwareCache) -> Result<Running, Error> {
     config.validate()?;
+    // The recorder must exist before the counters are registered, or they would be
+    // registered with the no-op recorder and never show on /metrics.
+    let metrics_handle = ironboot_telemetry::metrics::init_metrics();
     let stats = Arc::new(Stats::new());
     let (tx, rx) = queue::bounded(config.queue_capacity, usize::try_from(config.queue_bytes).unwrap_or(usize::MAX), stats.clone());
     let output = match config.output_file() {
@@ -137,7 +140,7 @@ pub async fn start(config: &Config, cache: HardwareCache) -> Result<Running, Err
     }
     drop(tx);
     if let Some(listener) = http {
-        let handle = ironboot_telemetry::metrics::init_metrics();
+        let handle = metrics_handle;
         let ready_cache = cache.clone();
         let app = api::router(api::ApiState { store: store.clone(), cache })
             .merge(ironboot_telemetry::metrics::admin_router(handle, Arc::new(move || ready_cache.is_synced())));

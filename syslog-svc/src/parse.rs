@@ -215,10 +215,27 @@ fn parse_5424(text: &str, facility: u8, severity: u8) -> Option<Parsed<'_>> {
         procid,
         msgid: m.msgid,
         structured_data,
-        // RFC 5424 §6.4: a UTF-8 message may start with a BOM; it is not content.
-        message: m.msg.strip_prefix('\u{feff}').unwrap_or(m.msg),
+        message: message_5424(text, m.msg),
         issue: None,
     })
+}
+
+/// The MSG part exactly as sent. `syslog_loose` trims the whole message and the spaces
+/// before MSG; RFC 5424 separates MSG by one SP and the rest is content (indented stack
+/// traces), so take the text back from just after that one space. A leading BOM marks
+/// UTF-8 (§6.4) and is not content.
+fn message_5424<'a>(text: &'a str, parsed: &'a str) -> &'a str {
+    let start = (parsed.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let msg = if start <= text.len() && text.is_char_boundary(start) {
+        let before = &text.as_bytes()[..start];
+        let spaces = before.iter().rev().take_while(|&&b| b == b' ').count();
+        // Keep every space but the separator; fall back to the parsed slice when there
+        // was none (an empty MSG at the end of the text).
+        if spaces > 0 { &text[start - spaces + 1..] } else { parsed }
+    } else {
+        parsed
+    };
+    msg.strip_prefix('\u{feff}').unwrap_or(msg)
 }
 
 /// PARAM-VALUE escapes (RFC 5424 §6.3.3): `\"`, `\\` and `\]` stand for the character;
