@@ -1,0 +1,85 @@
+//! Metric names and the few helpers that record them, so names are spelled once.
+//!
+//! - `http_requests_total{route,status}`: every answered request.
+//! - `http_request_duration_seconds{route}`: time to the response head.
+//! - `http_response_body_bytes_total{route}`: declared body bytes sent (Content-Length).
+//! - `ipxe_scripts_rendered_total{kind}`: installer, custom_url, custom_contents.
+//! - `ipxe_script_render_errors_total`: a template failed at request time (500).
+//! - `http_refused_total{route,reason}`: unknown, disabled, pxe_not_allowed,
+//!   registry_unavailable, bad_mac, bad_path.
+//! - `http_connections_active`, `http_connection_limit_reached_total`,
+//!   `http_idle_timeouts_total`, `http_accept_errors_total`.
+
+use std::time::Duration;
+
+pub const REQUESTS: &str = "http_requests_total";
+pub const DURATION: &str = "http_request_duration_seconds";
+pub const BODY_BYTES: &str = "http_response_body_bytes_total";
+pub const SCRIPTS: &str = "ipxe_scripts_rendered_total";
+pub const SCRIPT_ERRORS: &str = "ipxe_script_render_errors_total";
+pub const REFUSED: &str = "http_refused_total";
+pub const CONNECTIONS: &str = "http_connections_active";
+pub const CONNECTION_LIMIT: &str = "http_connection_limit_reached_total";
+pub const IDLE_TIMEOUTS: &str = "http_idle_timeouts_total";
+pub const ACCEPT_ERRORS: &str = "http_accept_errors_total";
+
+/// Status codes as static label values (no allocation per request).
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        206 => "206",
+        304 => "304",
+        400 => "400",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        416 => "416",
+        500 => "500",
+        503 => "503",
+        s if s < 200 => "1xx",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+pub fn request(route: &'static str, status: u16, elapsed: Duration, body_bytes: Option<u64>) {
+    metrics::counter!(REQUESTS, "route" => route, "status" => status_label(status)).increment(1);
+    metrics::histogram!(DURATION, "route" => route).record(elapsed.as_secs_f64());
+    if let Some(n) = body_bytes {
+        metrics::counter!(BODY_BYTES, "route" => route).increment(n);
+    }
+}
+
+pub fn script_rendered(kind: &'static str) {
+    metrics::counter!(SCRIPTS, "kind" => kind).increment(1);
+}
+
+pub fn script_error() {
+    metrics::counter!(SCRIPT_ERRORS).increment(1);
+}
+
+pub fn refused(route: &'static str, reason: &'static str) {
+    metrics::counter!(REFUSED, "route" => route, "reason" => reason).increment(1);
+}
+
+pub fn connection_opened() {
+    metrics::gauge!(CONNECTIONS).increment(1.0);
+}
+
+pub fn connection_closed() {
+    metrics::gauge!(CONNECTIONS).decrement(1.0);
+}
+
+pub fn connection_limit_reached() {
+    metrics::counter!(CONNECTION_LIMIT).increment(1);
+}
+
+pub fn idle_timeout() {
+    metrics::counter!(IDLE_TIMEOUTS).increment(1);
+}
+
+pub fn accept_error() {
+    metrics::counter!(ACCEPT_ERRORS).increment(1);
+}
