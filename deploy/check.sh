@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Validates deploy/ without a Docker engine or a cluster: compose file against the
+# compose schema, every rendered Kubernetes overlay with kubectl kustomize and
+# kubernetes-validate --strict (offline schemas), hadolint on the Dockerfile, yamllint,
+# ShellCheck on scripts, and check_refs.py (flags/env/binaries exist). Needs the
+# workspace binaries (BIN_DIR, default target/debug) and the PyPI tools listed in
+# tests/python-requirements.txt.
+set -euo pipefail
+cd "$(dirname "$0")"
+bin_dir="${BIN_DIR:-../target/debug}"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
+for o in k8s/overlays/*/; do
+  name=$(basename "$o")
+  kubectl kustomize "$o" > "$tmp/$name.yaml"
+  kubernetes-validate --strict --quiet "$tmp/$name.yaml"
+  echo "k8s overlay $name: $(grep -c '^kind:' "$tmp/$name.yaml") resources valid"
+done
+hadolint --failure-threshold warning Dockerfile
+yamllint -s -c yamllint.yaml compose.yaml k8s examples
+shellcheck local/ironboot-up check.sh ../tests/run.sh ../tests/fuzz.sh
+python3 check_refs.py "$bin_dir" "$tmp"/*.yaml
+echo "deploy checks passed"
