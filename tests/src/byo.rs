@@ -4,14 +4,14 @@
 use std::net::Ipv4Addr;
 
 use crate::bins;
-use crate::lab::{BRIDGE, HTTP_PORT, NETMASK, SERVER_IP};
+use crate::lab::{HTTP_PORT, NETMASK, SERVER_IP};
 
 /// The values the templates ask for. A range of one address (the machine's registered
 /// one) keeps the DHCP server's lease and the registry in agreement, so syslog-svc can
 /// attribute the booted machine's messages by source address.
-pub fn placeholders(range_start: Ipv4Addr, range_end: Ipv4Addr) -> Vec<(&'static str, String)> {
+pub fn placeholders(interface: &str, range_start: Ipv4Addr, range_end: Ipv4Addr) -> Vec<(&'static str, String)> {
     vec![
-        ("@INTERFACE@", BRIDGE.to_string()),
+        ("@INTERFACE@", interface.to_string()),
         ("@SUBNET@", "10.91.0.0".to_string()),
         ("@PREFIX_LEN@", "24".to_string()),
         ("@NETMASK@", NETMASK.to_string()),
@@ -31,17 +31,23 @@ pub fn render(file: &str, values: &[(&str, String)]) -> String {
     for (k, v) in values {
         text = text.replace(k, v);
     }
-    if let Some(i) = text.find('@') {
-        let rest = &text[i + 1..];
-        if let Some(j) = rest.find('@') {
-            let name = &rest[..j];
-            assert!(
-                name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
-                "{file}: placeholder @{name}@ has no value"
-            );
-        }
+    // Any @NAME@ left is a placeholder this lab does not know.
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find('@') {
+        let after = &rest[i + 1..];
+        let name: String = after.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+        assert!(name.is_empty() || !after[name.len()..].starts_with('@'), "{file}: placeholder @{name}@ has no value");
+        rest = after;
     }
     text
+}
+
+/// Kea's configuration is JSON with `//` comment lines (Kea's parser accepts them);
+/// without them, for serde_json.
+#[track_caller]
+pub fn kea_json(text: &str) -> serde_json::Value {
+    let stripped: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).map(|l| format!("{l}\n")).collect();
+    serde_json::from_str(&stripped).unwrap_or_else(|e| panic!("kea.json is not JSON once comment lines are removed: {e}"))
 }
 
 #[cfg(test)]
@@ -50,12 +56,12 @@ mod tests {
 
     #[test]
     fn every_template_renders_completely() {
-        let v = placeholders(Ipv4Addr::new(10, 91, 0, 50), Ipv4Addr::new(10, 91, 0, 50));
+        let v = placeholders("lan0", Ipv4Addr::new(10, 91, 0, 50), Ipv4Addr::new(10, 91, 0, 50));
         for f in ["dnsmasq.conf", "kea.json", "dhcpd.conf"] {
             let text = render(f, &v);
             assert!(text.contains("10.91.0.50"), "{f}");
         }
-        let kea: serde_json::Value = serde_json::from_str(&render("kea.json", &v)).expect("kea.json is JSON once rendered");
+        let kea = kea_json(&render("kea.json", &v));
         assert!(kea.get("Dhcp4").is_some());
     }
 }

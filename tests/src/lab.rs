@@ -81,6 +81,9 @@ pub struct Lab {
     pub ns: Netns,
     pub dir: PathBuf,
     procs: Vec<Proc>,
+    /// Other hosts on the boot LAN (namespaces linked to the bridge), e.g. an existing
+    /// DHCP server. Dropped after the processes.
+    peers: Vec<Netns>,
     tmp: Option<tempfile::TempDir>,
     _lock: ScenarioLock,
 }
@@ -94,7 +97,7 @@ impl Lab {
         let tmp = tempfile::Builder::new().prefix(&format!("ironboot-e2e-{tag}-")).tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let ns = Netns::new(tag);
-        let mut lab = Lab { tag: tag.into(), ns, dir, procs: Vec::new(), tmp: Some(tmp), _lock: lock };
+        let mut lab = Lab { tag: tag.into(), ns, dir, procs: Vec::new(), peers: Vec::new(), tmp: Some(tmp), _lock: lock };
         lab.ns.ip(&["link", "add", BRIDGE, "type", "bridge", "forward_delay", "0"]);
         lab.ns.ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", BRIDGE]);
         lab.ns.ip(&["addr", "add", SERVER_IP6, "dev", BRIDGE, "nodad"]);
@@ -281,10 +284,7 @@ impl Lab {
     }
 
     /// ipxe-http-svc: scripts, and our kernel + initramfs as `/assets/`.
-    pub fn start_http(&mut self, assets: &Path, machines: &[&Machine]) {
-        if std::env::var_os("IRONBOOT_E2E_INTERIM_HTTP").is_some() {
-            return self.start_interim_http(assets, machines);
-        }
+    pub fn start_http(&mut self, assets: &Path) {
         let bin = bins::bin("ipxe-http-svc");
         let mut args = vec![
             "--listen".into(),
@@ -298,26 +298,6 @@ impl Lab {
         ];
         args.extend(Self::registry_args());
         self.spawn("ipxe-http-svc", &bin, &args);
-        self.wait_http_ready("ipxe-http-svc", HTTP_ADMIN, "/healthz", Duration::from_secs(15));
-    }
-
-    /// Development stand-in for ipxe-http-svc (busybox httpd with static scripts), only
-    /// with IRONBOOT_E2E_INTERIM_HTTP set.
-    fn start_interim_http(&mut self, assets: &Path, machines: &[&Machine]) {
-        let www = self.dir.join("www");
-        std::fs::create_dir_all(&www).unwrap();
-        let _ = std::os::unix::fs::symlink(assets, www.join("assets"));
-        for m in machines {
-            std::fs::create_dir_all(www.join(&m.mac)).unwrap();
-            let base = format!("http://{SERVER_IP}:{HTTP_PORT}/assets");
-            std::fs::write(
-                www.join(&m.mac).join("auto.ipxe"),
-                format!("#!ipxe\necho ironboot: {name} ({mac}) interim\nkernel {base}/{KERNEL_ASSET} console=ttyS0,115200 panic=-1 syslog_host={SERVER_IP} worker_id={mac} traceparent=00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\ninitrd --name initrd {base}/{INITRD_ASSET}\nboot\n", name = m.name, mac = m.mac),
-            )
-            .unwrap();
-        }
-        std::fs::write(www.join("healthz"), "ok").unwrap();
-        self.spawn("ipxe-http-svc", Path::new("/bin/busybox"), &["httpd".into(), "-f".into(), "-vv".into(), "-p".into(), format!("{SERVER_IP}:{HTTP_PORT}"), "-h".into(), www.display().to_string()]);
         self.wait_http_ready("ipxe-http-svc", HTTP_ADMIN, "/healthz", Duration::from_secs(15));
     }
 
@@ -338,6 +318,26 @@ impl Lab {
         args.extend(Self::registry_args());
         self.spawn("dhcp-svc", &bin, &args);
         self.wait_http_ready("dhcp-svc", DHCP_ADMIN, "/healthz", Duration::from_secs(15));
+    }
+
+    /// Another host on the boot LAN: a namespace whose `lan0` (address `addr`, e.g.
+    /// `10.91.0.2/24`) is linked to the bridge. Returns its index for [`Lab::peer`].
+    pub fn add_peer(&mut self, tag: &str, addr: &str) -> usize {
+        let peer = Netns::new(tag);
+        let n = self.peers.len();
+        let (inside, outside) = ("lan0".to_string(), format!("vp{n}"));
+        self.ns.ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside]);
+        self.ns.ip(&["link", "set", &inside, "netns", &peer.name]);
+        self.ns.ip(&["link", "set", &outside, "master", BRIDGE]);
+        self.ns.ip(&["link", "set", &outside, "up"]);
+        peer.ip(&["addr", "add", addr, "dev", &inside]);
+        peer.ip(&["link", "set", &inside, "up"]);
+        self.peers.push(peer);
+        n
+    }
+
+    pub fn peer(&self, n: usize) -> &Netns {
+        &self.peers[n]
     }
 
     /// A third-party DHCP server (dnsmasq, Kea, ISC dhcpd) started by the caller's
