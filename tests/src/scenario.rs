@@ -47,9 +47,12 @@ pub fn stage_timeouts(fw: Firmware) -> (Duration, Duration, Duration) {
     }
 }
 
+/// Console text that means the boot has failed (iPXE gave up, the kernel died).
+pub const FAILURES: &[&str] = &["Nothing to boot", "No more network devices", "Kernel panic", "No bootable device", "IRONBOOT-E2E-NO-LEASE"];
+
 #[track_caller]
 fn stage(vm: &mut Vm, needle: &str, timeout: Duration, what: &str) -> Duration {
-    match vm.wait_console(needle, timeout) {
+    match vm.wait_console_unless(needle, FAILURES, timeout) {
         Ok(t) => t,
         Err(e) => panic!("{what}: {e}\n----- console -----\n{}", vm.console_text()),
     }

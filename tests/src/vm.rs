@@ -93,10 +93,20 @@ impl Vm {
     /// Waits until the console shows `needle`: the time since start, or `Err` with why
     /// (timeout, or QEMU exited first).
     pub fn wait_console(&mut self, needle: &str, timeout: Duration) -> Result<Duration, String> {
+        self.wait_console_unless(needle, &[], timeout)
+    }
+
+    /// As [`Vm::wait_console`], but gives up at once when the console shows one of
+    /// `failures` first (e.g. iPXE's "Nothing to boot"), instead of waiting out the timeout.
+    pub fn wait_console_unless(&mut self, needle: &str, failures: &[&str], timeout: Duration) -> Result<Duration, String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.console_text().contains(needle) {
+            let text = self.console_text();
+            if text.contains(needle) {
                 return Ok(self.started.elapsed());
+            }
+            if let Some(f) = failures.iter().find(|f| text.contains(**f)) {
+                return Err(format!("the console showed {f:?} before {needle:?}"));
             }
             if let Some(st) = self.proc.exited() {
                 // One last look: the console file may have been written just before exit.
