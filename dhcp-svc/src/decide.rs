@@ -247,7 +247,11 @@ fn boot_options(
             u.clone()
         }
         BootAnswer::Script(u) => {
-            if s.mode != Mode::Proxy {
+            if s.mode == Mode::Proxy {
+                // iPXE treats an offer as ProxyDHCP only when it says PXEClient; it then
+                // asks us again on port 4011 and takes the script from that ACK.
+                opts.push((code::VENDOR_CLASS, b"PXEClient".to_vec()));
+            } else {
                 // iPXE option 175, sub-option 176 (no-pxedhcp): do not wait for a
                 // ProxyDHCP offer that will not come (saves ≈ 2 s per boot).
                 opts.push((code::IPXE_ENCAP, vec![176, 1, 1]));
@@ -553,7 +557,14 @@ mod tests {
         assert!(r.option(code::LEASE_TIME).is_none());
         assert!(r.option(code::SUBNET_MASK).is_none());
         assert!(r.option(code::IPXE_ENCAP).is_none());
+        assert_eq!(r.option(code::VENDOR_CLASS), Some(&b"PXEClient"[..]), "iPXE ignores proxy offers without PXEClient");
         assert_eq!(r.file, b"http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe");
+        // ...and iPXE's ProxyDHCP REQUEST on port 4011 gets the script in an ACK.
+        let mut at = arrival();
+        at.pxe_port = true;
+        let d = run(Mode::Proxy, MessageType::Request, &[(93, &[0, 7]), (77, b"iPXE")], Some(hw(None)), at);
+        assert_eq!(reply(&d).message_type(), Some(MessageType::Ack));
+        assert_eq!(reply(&d).file, b"http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe");
         // Proxy mode ignores plain clients and other servers' REQUESTs on port 67.
         assert_eq!(run(Mode::Proxy, MessageType::Discover, &[], Some(hw(None)), arrival()), Decision::Silent(Silence::NotNetboot));
         assert_eq!(
