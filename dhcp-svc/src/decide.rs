@@ -224,6 +224,9 @@ fn boot_options(
     at: &Arrival,
     s: &Settings,
 ) -> Option<BootAnswer> {
+    if !client.is_netboot() {
+        return None;
+    }
     let nb = iface.netboot.as_ref();
     let file_override = nb.map(|n| n.ipxe_binary.as_str()).filter(|f| !f.is_empty());
     let script_override = nb.and_then(|n| n.ipxe.as_ref()).map(|i| i.url.as_str()).filter(|u| !u.is_empty());

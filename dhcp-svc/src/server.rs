@@ -18,7 +18,7 @@ use axum::routing::get;
 use ironboot_proto::MacAddr;
 use ironboot_proto::cache::{CacheConfig, HardwareCache};
 use ironboot_proto::pb::Hardware;
-use metrics::{counter, histogram};
+use metrics::{Counter, Histogram, counter, histogram};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::Config;
@@ -38,6 +38,8 @@ struct Miss {
 struct Service {
     settings: Settings,
     mode: &'static str,
+    counters: PacketCounters,
+    decision_seconds: Histogram,
     server_id: Option<Ipv4Addr>,
     tftp_server: Option<Ipv4Addr>,
     cache: HardwareCache,
@@ -48,8 +50,36 @@ struct Service {
     stop: AtomicBool,
 }
 
-fn count(ty: &'static str, mode: &'static str, outcome: &'static str) {
-    counter!("dhcp_packets_total", "type" => ty, "mode" => mode, "outcome" => outcome).increment(1);
+/// `dhcp_packets_total` handles, registered once: a labelled `counter!` looks the
+/// series up in the registry on every call, which showed up in the per-packet profile.
+struct PacketCounters {
+    mode: &'static str,
+    handles: HashMap<(&'static str, &'static str), Counter>,
+}
+
+const TYPES: &[&str] = &["discover", "request", "decline", "release", "inform", "offer", "ack", "nak", "invalid"];
+const OUTCOMES: &[&str] = &[
+    "offer", "ack", "nak", "reply", "unknown_mac", "no_reservation", "wrong_subnet", "not_netboot", "netboot_denied",
+    "other_server", "released", "declined", "unsupported", "malformed", "encode_error", "send_error", "no_server_address",
+];
+
+impl PacketCounters {
+    fn new(mode: &'static str) -> Self {
+        let mut handles = HashMap::new();
+        for t in TYPES {
+            for o in OUTCOMES {
+                handles.insert((*t, *o), counter!("dhcp_packets_total", "type" => *t, "mode" => mode, "outcome" => *o));
+            }
+        }
+        PacketCounters { mode, handles }
+    }
+
+    fn count(&self, ty: &'static str, outcome: &'static str) {
+        match self.handles.get(&(ty, outcome)) {
+            Some(c) => c.increment(1),
+            None => counter!("dhcp_packets_total", "type" => ty, "mode" => self.mode, "outcome" => outcome).increment(1),
+        }
+    }
 }
 
 impl Service {
@@ -74,7 +104,7 @@ impl Service {
         let req = match Request::decode(data) {
             Ok(r) => r,
             Err(e) => {
-                count("invalid", self.mode, "malformed");
+                self.counters.count("invalid", "malformed");
                 tracing::debug!(src = %rx.src, error = %e, "malformed DHCP packet dropped");
                 return;
             }
@@ -97,16 +127,16 @@ impl Service {
         let ty = req.message_type.name();
         let started = Instant::now();
         let Some(at) = self.arrival(rx, *pxe_port) else {
-            count(ty, self.mode, "no_server_address");
+            self.counters.count(ty, "no_server_address");
             tracing::warn!(ifindex = rx.ifindex, "request on an interface without an IPv4 address and no --server-id: not answered");
             return;
         };
         let decision = decide(req, hw, &at, &self.settings);
-        histogram!("dhcp_decision_seconds").record(started.elapsed().as_secs_f64());
+        self.decision_seconds.record(started.elapsed().as_secs_f64());
         let mac = MacAddr(req.chaddr);
         let (reply, client, boot) = match decision {
             Decision::Silent(why) => {
-                count(ty, self.mode, why.label());
+                self.counters.count(ty, why.label());
                 self.silent(req, rx, why, hw);
                 return;
             }
@@ -115,7 +145,7 @@ impl Service {
         let (bytes, dropped) = match reply.encode(req.max_reply_len()) {
             Ok(x) => x,
             Err(e) => {
-                count(ty, self.mode, "encode_error");
+                self.counters.count(ty, "encode_error");
                 tracing::error!(%mac, error = %e, "reply does not fit the client's maximum message size; not sent");
                 return;
             }
@@ -131,11 +161,11 @@ impl Service {
         let src = if rx.local.is_unspecified() { at.server_id } else { rx.local };
         let answer = reply.message_type().map(|m| m.name()).unwrap_or("reply");
         if let Err(e) = sock.send(&bytes, to, ifindex, src) {
-            count(ty, self.mode, "send_error");
+            self.counters.count(ty, "send_error");
             tracing::warn!(%mac, %to, error = %e, "sending the reply failed");
             return;
         }
-        count(ty, self.mode, answer);
+        self.counters.count(ty, answer);
         let name = hw.map(|h| h.name.as_str()).unwrap_or("");
         match &boot {
             Some(BootAnswer::UnknownArch(a)) => {
@@ -214,10 +244,14 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             sockets.push((Arc::new(s), true));
         }
     }
+    // The recorder must exist before the counter handles below are registered.
+    let handle = ironboot_telemetry::metrics::init_metrics();
     let cache = HardwareCache::start(client, CacheConfig::default());
     let (miss_tx, mut miss_rx) = mpsc::channel::<Miss>(config.miss_queue.max(1));
     let svc = Arc::new(Service {
         mode: settings.mode.label(),
+        counters: PacketCounters::new(settings.mode.label()),
+        decision_seconds: histogram!("dhcp_decision_seconds"),
         settings,
         server_id: config.server_id,
         tftp_server: config.tftp_server,
@@ -230,7 +264,6 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     });
 
     // Admin: metrics, health (ready once the cache has synced), unregistered MACs.
-    let handle = ironboot_telemetry::metrics::init_metrics();
     let ready_cache = cache.clone();
     let ready: ironboot_telemetry::metrics::Ready = Arc::new(move || ready_cache.is_synced());
     let seen_svc = svc.clone();

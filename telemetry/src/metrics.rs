@@ -21,6 +21,13 @@ pub fn init_metrics() -> PrometheusHandle {
             // Fails only when another recorder is installed (a test harness running
             // several services in one process): keep the first.
             let _ = metrics::set_global_recorder(recorder);
+            // Histogram samples accumulate until upkeep folds them into their buckets;
+            // without it memory grows with every sample until someone scrapes /metrics.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
             handle
         })
         .clone()
