@@ -50,37 +50,35 @@ impl Decoder {
 
     /// The next complete frame in `buf`, consuming it; `None` when more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Option<Frame> {
-        loop {
-            match self.skip {
-                Skip::None => {}
-                Skip::Bytes(n) => {
-                    let k = n.min(buf.len());
-                    buf.advance(k);
-                    if k < n {
-                        self.skip = Skip::Bytes(n - k);
-                        return None;
-                    }
+        match self.skip {
+            Skip::None => {}
+            Skip::Bytes(n) => {
+                let k = n.min(buf.len());
+                buf.advance(k);
+                if k < n {
+                    self.skip = Skip::Bytes(n - k);
+                    return None;
+                }
+                self.skip = Skip::None;
+            }
+            Skip::ToNewline => match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    buf.advance(i + 1);
                     self.skip = Skip::None;
                 }
-                Skip::ToNewline => match buf.iter().position(|&b| b == b'\n') {
-                    Some(i) => {
-                        buf.advance(i + 1);
-                        self.skip = Skip::None;
-                    }
-                    None => {
-                        buf.clear();
-                        return None;
-                    }
-                },
-            }
-            if buf.is_empty() {
-                return None;
-            }
-            match self.octet_header(buf) {
-                Header::NeedMore => return None,
-                Header::Counted { header, len } => return self.counted(buf, header, len),
-                Header::NotCounted => return self.newline(buf),
-            }
+                None => {
+                    buf.clear();
+                    return None;
+                }
+            },
+        }
+        if buf.is_empty() {
+            return None;
+        }
+        match self.octet_header(buf) {
+            Header::NeedMore => None,
+            Header::Counted { header, len } => self.counted(buf, header, len),
+            Header::NotCounted => self.newline(buf),
         }
     }
 

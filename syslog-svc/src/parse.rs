@@ -247,14 +247,13 @@ pub fn unescape_sd(v: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(v.len());
     let mut chars = v.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(&n) = chars.peek() {
-                if matches!(n, '"' | '\\' | ']') {
-                    out.push(n);
-                    chars.next();
-                    continue;
-                }
-            }
+        if c == '\\'
+            && let Some(&n) = chars.peek()
+            && matches!(n, '"' | '\\' | ']')
+        {
+            out.push(n);
+            chars.next();
+            continue;
         }
         out.push(c);
     }

@@ -45,10 +45,10 @@ fn set_recv_buffer(socket: &Socket, bytes: usize) {
     use nix::sys::socket::{setsockopt, sockopt};
     // SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; fall back to the
     // capped SO_RCVBUF.
-    if setsockopt(socket, sockopt::RcvBufForce, &bytes).is_err() {
-        if let Err(e) = socket.set_recv_buffer_size(bytes) {
-            tracing::warn!(error = %e, bytes, "could not set the UDP receive buffer");
-        }
+    if setsockopt(socket, sockopt::RcvBufForce, &bytes).is_err()
+        && let Err(e) = socket.set_recv_buffer_size(bytes)
+    {
+        tracing::warn!(error = %e, bytes, "could not set the UDP receive buffer");
     }
 }
 
