@@ -227,11 +227,11 @@ fn parse_5424(text: &str, facility: u8, severity: u8) -> Option<Parsed<'_>> {
 fn message_5424<'a>(text: &'a str, parsed: &'a str) -> &'a str {
     let start = (parsed.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
     let msg = if start <= text.len() && text.is_char_boundary(start) {
-        let before = &text.as_bytes()[..start];
-        let spaces = before.iter().rev().take_while(|&&b| b == b' ').count();
-        // Keep every space but the separator; fall back to the parsed slice when there
-        // was none (an empty MSG at the end of the text).
-        if spaces > 0 { &text[start - spaces + 1..] } else { parsed }
+        let spaces = text.as_bytes()[..start].iter().rev().take_while(|&&b| b == b' ').count();
+        // Where the header (its SD field) ends: MSG is everything after the one SP that
+        // follows, including spaces syslog_loose trimmed from either end.
+        let header_end = start - spaces;
+        if text.as_bytes().get(header_end) == Some(&b' ') { &text[header_end + 1..] } else { parsed }
     } else {
         parsed
     };
