@@ -72,6 +72,14 @@ pub struct Config {
     /// the machine counts as unknown (or the answer is 503 while nothing is cached).
     #[arg(long, env = "IRONBOOT_HTTP_LOOKUP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "1s")]
     pub lookup_timeout: Duration,
+    /// Rendered scripts kept (one per machine interface and server address) so repeated
+    /// requests skip the template; 0 renders every request.
+    #[arg(long, env = "IRONBOOT_HTTP_SCRIPT_CACHE_ENTRIES", default_value_t = 16384)]
+    pub script_cache_entries: usize,
+    /// Most bytes of iPXE binaries kept in sealed memfds so downloads go out with
+    /// sendfile (no copy per download, like nginx); 0 writes every download.
+    #[arg(long, env = "IRONBOOT_HTTP_ZERO_COPY_MAX_BYTES", default_value_t = 256 << 20)]
+    pub zero_copy_max_bytes: u64,
     /// Most open client connections; further clients wait in the kernel's accept queue.
     #[arg(long, env = "IRONBOOT_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
@@ -125,6 +133,8 @@ pub struct Settings {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub script_cache_entries: usize,
+    pub zero_copy_max_bytes: u64,
     pub assets_dir: Option<PathBuf>,
     pub link_roots: Vec<PathBuf>,
 }
@@ -187,6 +197,8 @@ impl Config {
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
             shutdown_grace: self.shutdown_grace,
+            script_cache_entries: self.script_cache_entries,
+            zero_copy_max_bytes: self.zero_copy_max_bytes,
             assets_dir,
             link_roots: self.files.link_roots.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
         })

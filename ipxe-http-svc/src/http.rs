@@ -36,8 +36,10 @@ use crate::listener::ConnAddrs;
 use crate::metrics as m;
 use crate::range::{Conditions, Entity, Outcome, evaluate};
 use crate::script::{self, RequestFacts, Script};
+use crate::script_cache::{ScriptCache, split_at_traceparent};
 use crate::templates::Templates;
 use crate::trace;
+use crate::zero_copy::ZeroCopy;
 
 /// Everything the handlers share.
 pub struct Service {
@@ -46,6 +48,8 @@ pub struct Service {
     pub cache: HardwareCache,
     pub templates: Templates,
     pub assets: Option<AssetRoot>,
+    pub scripts: ScriptCache,
+    pub zero_copy: Arc<ZeroCopy>,
 }
 
 /// What a handler found out about a request, for its log line and metrics.
@@ -288,21 +292,35 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
         }
     }
     let tp = info.traceparent.unwrap_or_else(|| trace::request_span(None));
-    let chosen = script::choose(hw, mac, &svc.settings.installer, &RequestFacts { authority, traceparent: tp });
-    let kind = chosen.kind();
-    info.kind = Some(kind);
-    let rendered = match chosen {
-        Script::Contents(s) => Ok(s),
-        Script::Chain(v) => svc.templates.chain(&v),
-        Script::Installer(v) => svc.templates.installer(&v),
+    let tp_text = trace::header(&tp);
+    if let Some(hit) = svc.scripts.get(hw, mac, authority) {
+        info.kind = Some(hit.kind);
+        return script_ok(hit.kind, hit.assemble(&tp_text), info);
+    }
+    let render = |tp: TraceParent| {
+        let chosen = script::choose(hw, mac, &svc.settings.installer, &RequestFacts { authority, traceparent: tp });
+        let kind = chosen.kind();
+        let out = match chosen {
+            Script::Contents(s) => Ok(s),
+            Script::Chain(v) => svc.templates.chain(&v),
+            Script::Installer(v) => svc.templates.installer(&v),
+        };
+        (kind, out)
     };
+    let (kind, rendered) = render(tp);
+    info.kind = Some(kind);
     match rendered {
         Ok(body) => {
-            m::script_rendered(kind);
-            let mut r = (StatusCode::OK, body).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            with_info(r, info)
+            if kind != "custom_contents" {
+                // Prove the split with a second traceparent before caching it.
+                let other = trace::request_span(None);
+                if let (_, Ok(second)) = render(other) {
+                    if let Some(segments) = split_at_traceparent(&body, &tp_text, &second, &trace::header(&other)) {
+                        svc.scripts.insert(hw, mac, authority, kind, segments);
+                    }
+                }
+            }
+            script_ok(kind, body, info)
         }
         Err(e) => {
             m::script_error();
@@ -310,6 +328,14 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
             svc.refusal(info, StatusCode::INTERNAL_SERVER_ERROR, "template_error", "the boot script could not be rendered; see the service log")
         }
     }
+}
+
+fn script_ok(kind: &'static str, body: String, info: RouteInfo) -> Response {
+    m::script_rendered(kind);
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    with_info(r, info)
 }
 
 async fn binary(
@@ -347,6 +373,7 @@ async fn binary(
             return with_info(text(StatusCode::FORBIDDEN, "network boot is not allowed for this machine\n"), info);
         }
     }
+    svc.zero_copy.prepare(&svc.catalogue, &file);
     with_info(file_response(&file, &headers), info)
 }
 

@@ -12,11 +12,13 @@
 //! - [`http`]: routes, handlers and the request log/metrics middleware.
 //! - [`script`]: which script a machine gets and every value in it (pure).
 //! - [`templates`]: built-in templates, per-name overrides, start-up checks.
+//! - [`script_cache`]: rendered scripts per record revision, split at the traceparent.
 //! - [`range`]: conditional and range requests for in-memory files (pure).
 //! - [`assets`]: `/assets/` from disk, confined.
 //! - [`client_ip`]: the client address behind trusted proxies (pure).
 //! - [`trace`]: the request's W3C `traceparent`.
-//! - [`listener`]: connection limit and idle timeout.
+//! - [`listener`]: connection limit, idle timeout, and the write path that sends binaries
+//!   with [`zero_copy`] (`sendfile` from sealed memfds).
 //! - [`config`], [`metrics`].
 
 pub mod assets;
@@ -27,8 +29,10 @@ pub mod listener;
 pub mod metrics;
 pub mod range;
 pub mod script;
+pub mod script_cache;
 pub mod templates;
 pub mod trace;
+pub mod zero_copy;
 
 use std::sync::Arc;
 
@@ -92,7 +96,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         }
     };
     let reloader = catalogue.spawn_reloader(config.files.rescan_interval, stopped());
-    let svc = Arc::new(Service { settings, catalogue, cache: cache.clone(), templates, assets });
+    let scripts = script_cache::ScriptCache::new(settings.script_cache_entries);
+    let zero_copy = Arc::new(zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes));
+    let svc = Arc::new(Service { settings, catalogue, cache: cache.clone(), templates, assets, scripts, zero_copy });
     serve(listener, svc, stopped()).await?;
     let _ = reloader.await;
     cache.stop();
@@ -108,7 +114,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let s = &svc.settings;
-    let listener = listener::BoundedListener::new(listener, s.max_connections, s.idle_timeout);
+    let listener = listener::BoundedListener::new(listener, s.max_connections, s.idle_timeout, svc.zero_copy.clone());
     let grace = s.shutdown_grace;
     let app = http::router(svc.clone(), ironboot_telemetry::metrics::init_metrics());
     let (tx, rx) = watch::channel(false);

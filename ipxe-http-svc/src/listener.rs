@@ -23,17 +23,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics as m;
+use crate::zero_copy::{self, ZeroCopy};
 
 /// A listener that hands out [`Conn`]s.
 pub struct BoundedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     idle: Duration,
+    zero_copy: Arc<ZeroCopy>,
 }
 
 impl BoundedListener {
-    pub fn new(inner: TcpListener, max_connections: usize, idle: Duration) -> Self {
-        BoundedListener { inner, permits: Arc::new(Semaphore::new(max_connections.max(1))), idle }
+    pub fn new(inner: TcpListener, max_connections: usize, idle: Duration, zero_copy: Arc<ZeroCopy>) -> Self {
+        BoundedListener { inner, permits: Arc::new(Semaphore::new(max_connections.max(1))), idle, zero_copy }
     }
 }
 
@@ -66,6 +68,7 @@ impl Listener for BoundedListener {
                         timer: Box::pin(tokio::time::sleep(self.idle)),
                         local,
                         peer,
+                        zero_copy: self.zero_copy.clone(),
                         _permit: permit,
                     };
                     return (conn, peer);
@@ -93,6 +96,7 @@ pub struct Conn {
     timer: Pin<Box<Sleep>>,
     local: SocketAddr,
     peer: SocketAddr,
+    zero_copy: Arc<ZeroCopy>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -143,10 +147,71 @@ impl AsyncRead for Conn {
     }
 }
 
+impl Conn {
+    /// One non-blocking socket operation, retried on readiness.
+    fn poll_op(&mut self, cx: &mut Context<'_>, mut op: impl FnMut(std::os::fd::RawFd) -> io::Result<usize>) -> Poll<io::Result<usize>> {
+        use std::os::fd::AsRawFd;
+        loop {
+            match self.io.poll_write_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let fd = self.io.as_raw_fd();
+            match self.io.try_io(tokio::io::Interest::WRITABLE, || op(fd)) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// `sendfile` of a registered buffer's slice.
+    fn poll_sendfile(&mut self, cx: &mut Context<'_>, backing: &zero_copy::Backing, offset: u64, len: usize) -> Poll<io::Result<usize>> {
+        let r = self.poll_op(cx, |fd| zero_copy::sendfile(fd, backing, offset, len));
+        if let Poll::Ready(Ok(n)) = r {
+            m::sendfile_bytes(n as u64);
+        }
+        r
+    }
+
+    /// Writes a prefix of `bufs` (as `AsyncWrite` allows), sending slices of registered
+    /// binaries with `sendfile`: the head before such a slice goes out with `MSG_MORE`
+    /// and the slice right after it.
+    fn write_some(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let backed = bufs
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .find_map(|(i, b)| self.zero_copy.find(b.as_ptr(), b.len()).map(|hit| (i, hit)));
+        let Some((i, (backing, offset))) = backed else {
+            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        };
+        let body_len = bufs[i].len();
+        let head = &bufs[..i];
+        let head_len: usize = head.iter().map(|b| b.len()).sum();
+        if head_len == 0 {
+            return self.poll_sendfile(cx, &backing, offset, body_len);
+        }
+        let sent = match self.poll_op(cx, |fd| zero_copy::send_more(fd, head)) {
+            Poll::Ready(Ok(n)) => n,
+            other => return other,
+        };
+        if sent < head_len {
+            return Poll::Ready(Ok(sent));
+        }
+        match self.poll_sendfile(cx, &backing, offset, body_len) {
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(sent + n)),
+            // The head is out either way; the body follows on the next call.
+            _ => Poll::Ready(Ok(sent)),
+        }
+    }
+}
+
 impl AsyncWrite for Conn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
+        match this.write_some(cx, &[io::IoSlice::new(buf)]) {
             Poll::Ready(r) => {
                 this.touch();
                 Poll::Ready(r)
@@ -158,7 +223,7 @@ impl AsyncWrite for Conn {
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+        match this.write_some(cx, bufs) {
             Poll::Ready(r) => {
                 this.touch();
                 Poll::Ready(r)

@@ -9,6 +9,9 @@
 //!   registry_unavailable, bad_mac, bad_path.
 //! - `http_connections_active`, `http_connection_limit_reached_total`,
 //!   `http_idle_timeouts_total`, `http_accept_errors_total`.
+//! - `http_sendfile_bytes_total`: binary bytes sent zero-copy; `ipxe_zero_copy_bytes`:
+//!   memfd bytes held for that; `ipxe_script_cache_entries`,
+//!   `ipxe_script_cache_flushes_total`.
 
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ pub const CONNECTIONS: &str = "http_connections_active";
 pub const CONNECTION_LIMIT: &str = "http_connection_limit_reached_total";
 pub const IDLE_TIMEOUTS: &str = "http_idle_timeouts_total";
 pub const ACCEPT_ERRORS: &str = "http_accept_errors_total";
+pub const SENDFILE_BYTES: &str = "http_sendfile_bytes_total";
 
 /// Status codes as static label values (no allocation per request).
 fn status_label(status: u16) -> &'static str {
@@ -82,4 +86,8 @@ pub fn idle_timeout() {
 
 pub fn accept_error() {
     metrics::counter!(ACCEPT_ERRORS).increment(1);
+}
+
+pub fn sendfile_bytes(n: u64) {
+    metrics::counter!(SENDFILE_BYTES).increment(n);
 }

@@ -18,6 +18,26 @@ fn nonzero<const N: usize>() -> [u8; N] {
     }
 }
 
+/// `tp` as a header value, the same text as its `Display` without going through
+/// `fmt` byte by byte (this runs once per script request).
+pub fn header(tp: &TraceParent) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(55);
+    out.extend_from_slice(b"00-");
+    let hex = |bytes: &[u8], out: &mut Vec<u8>| {
+        for b in bytes {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+        }
+    };
+    hex(&tp.trace_id, &mut out);
+    out.push(b'-');
+    hex(&tp.span_id, &mut out);
+    out.push(b'-');
+    hex(&[tp.flags], &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// The span of this request.
 pub fn request_span(incoming: Option<&str>) -> TraceParent {
     match incoming.and_then(TraceParent::from_header).filter(TraceParent::is_valid) {
@@ -37,6 +57,16 @@ mod tests {
         assert_eq!(s.to_string()[..36], parent[..36], "same trace id");
         assert_ne!(&s.to_string()[36..52], &parent[36..52], "new span id");
         assert_eq!(s.flags, 0, "sampling decision kept");
+    }
+
+    #[test]
+    fn header_matches_display() {
+        for _ in 0..100 {
+            let t = request_span(None);
+            assert_eq!(header(&t), t.to_string());
+        }
+        let t = TraceParent { trace_id: [0xab; 16], span_id: [0x01; 8], flags: 0 };
+        assert_eq!(header(&t), t.to_string());
     }
 
     #[test]

@@ -448,3 +448,80 @@ async fn idle_connections_are_closed() {
     assert_eq!(n, 0, "closed without an answer");
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[tokio::test]
+async fn cached_scripts_follow_record_changes_and_traceparents() {
+    let svc = start(&[]).await;
+    let reg = svc.registry.as_ref().unwrap();
+    let doc = |params: &str| {
+        format!("apiVersion: ironboot/v1\nkind: Hardware\nname: cached\ninterfaces:\n  - mac: 52:54:00:aa:00:02\n    netboot:\n      osie: {{kernel_params: \"{params}\"}}\n")
+    };
+    reg.put_yaml(&doc("first=1")).await;
+    let path = "/52:54:00:aa:00:02/auto.ipxe";
+    let parent = |n: u8| format!("00-{:032x}-00f067aa0ba902b7-01", u128::from(n) + 1);
+    for n in 0..3 {
+        let r = request(svc.addr, "GET", path, &[("traceparent", &parent(n))]).await;
+        assert!(r.text().contains(" first=1 "), "{}", r.text());
+        assert!(r.text().contains(&format!("traceparent={}", &parent(n)[..36])), "request {n} got its own trace:\n{}", r.text());
+    }
+    reg.put_yaml(&doc("second=2")).await;
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = get(svc.addr, path).await.text();
+        if seen.contains(" second=2 ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.contains(" second=2 ") && !seen.contains("first=1"), "{seen}");
+}
+
+#[tokio::test]
+async fn templates_that_transform_the_traceparent_are_rendered_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("installer.ipxe"), "#!ipxe\necho trace {{ traceparent[3:35] }}\nexit 1\n").unwrap();
+    let svc = start(&["--templates-dir", dir.path().to_str().unwrap()]).await;
+    for n in 1..4u128 {
+        let trace = format!("{n:032x}");
+        let r = request(svc.addr, "GET", &format!("/{MAC}/auto.ipxe"), &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))]).await;
+        assert_eq!(r.text(), format!("#!ipxe\necho trace {trace}\nexit 1\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binaries_go_out_with_sendfile_and_match_with_it_off() {
+    let data = binary_bytes();
+    for args in [&[][..], &["--zero-copy-max-bytes", "0"][..]] {
+        let svc = start(args).await;
+        let mut tasks = Vec::new();
+        for i in 0..16usize {
+            let addr = svc.addr;
+            tasks.push(tokio::spawn(async move {
+                match i % 3 {
+                    0 => get(addr, "/ipxe/ipxe.efi").await.body,
+                    1 => request(addr, "GET", "/ipxe/ipxe.efi", &[("Range", "bytes=12345-67889")]).await.body,
+                    _ => request(addr, "GET", &format!("/ipxe/{MAC}/ipxe.efi"), &[("Range", "bytes=-777")]).await.body,
+                }
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            let body = t.await.unwrap();
+            let want = match i % 3 {
+                0 => &data[..],
+                1 => &data[12345..67890],
+                _ => &data[data.len() - 777..],
+            };
+            assert!(body == want, "{args:?}: download {i} differs");
+        }
+        let m = get(svc.addr, "/metrics").await.text();
+        if args.is_empty() {
+            let sent: f64 = m
+                .lines()
+                .find(|l| l.starts_with("http_sendfile_bytes_total"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            assert!(sent >= data.len() as f64, "sendfile was not used:\n{m}");
+        }
+    }
+}
