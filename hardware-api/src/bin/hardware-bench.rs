@@ -40,6 +40,11 @@ struct Cli {
     registry: RegistryArgs,
     #[command(flatten)]
     log: ironboot_telemetry::LogArgs,
+    /// Tokio worker threads of this benchmark process (default: one per core). The
+    /// load generator shares the machine with the registry; fewer threads can mean
+    /// less scheduling overhead on a small machine.
+    #[arg(long, global = true)]
+    worker_threads: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -74,6 +79,14 @@ enum Cmd {
         /// as a boot service does).
         #[arg(long, default_value_t = 1)]
         connections: usize,
+        /// The call to measure: GetHardware by MAC, or the registry's gRPC health check
+        /// (no store work: the cost of the gRPC stack alone, for comparison; http only).
+        #[arg(long, value_enum, default_value = "get-hardware")]
+        rpc: Rpc,
+        /// PID of the registry, when it runs on this machine: report its CPU time per
+        /// request next to this process's.
+        #[arg(long)]
+        registry_pid: Option<u32>,
     },
     /// Full list+sync of a HardwareCache, then by_mac lookup cost and process RSS.
     Cache {
@@ -87,6 +100,12 @@ enum Cmd {
         #[arg(long, default_value = "60s", value_parser = humantime_secs)]
         sync_timeout: Duration,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Rpc {
+    GetHardware,
+    Health,
 }
 
 fn mac_of(i: u32) -> MacAddr {
@@ -120,7 +139,7 @@ fn machine(i: u32) -> Hardware {
                 uefi: true,
                 ..Default::default()
             }),
-            netboot: Some(Netboot { allow_pxe: Some(true), allow_workflow: Some(true), ipxe: None, osie: None }),
+            netboot: Some(Netboot { allow_pxe: Some(true), allow_workflow: Some(true), ..Default::default() }),
         }],
         facility: "bench".into(),
         name,
@@ -167,7 +186,8 @@ fn metric(name: &str, value: impl std::fmt::Display) {
 fn target(name: &str, value: f64, at_most: bool, goal: f64) -> bool {
     let pass = if at_most { value < goal } else { value >= goal };
     let op = if at_most { "<" } else { ">=" };
-    println!("target {name} {value:.1} {op}{goal} {}", if pass { "PASS" } else { "MISS" });
+    let shown = if value.abs() < 10.0 { format!("{value:.3}") } else { format!("{value:.1}") };
+    println!("target {name} {shown} {op}{goal} {}", if pass { "PASS" } else { "MISS" });
     pass
 }
 
@@ -267,18 +287,112 @@ struct GrpcTaskResult {
     last_done: Option<Instant>,
 }
 
-async fn grpc(registry: &RegistryArgs, count: u32, concurrency: usize, duration: Duration, warmup: Duration, connections: usize) -> Result<()> {
-    let mut clients: Vec<HardwareClient> = Vec::new();
-    for _ in 0..connections.max(1) {
-        clients.push(registry.connect().await?);
+/// CPU time (user + system) of a process, all threads, in clock ticks of 1/100 s.
+fn process_cpu_ticks(pid: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = text.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).context("no utime in stat")?;
+    let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).context("no stime in stat")?;
+    Ok(utime + stime)
+}
+
+/// Busy ticks of the whole machine (every core), from /proc/stat.
+fn machine_busy_ticks() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    let line = text.lines().next().context("empty /proc/stat")?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Ok(total - idle)
+}
+
+struct CpuSample {
+    own: u64,
+    registry: Option<u64>,
+    machine: u64,
+}
+
+fn cpu_sample(registry_pid: Option<u32>) -> Result<CpuSample> {
+    Ok(CpuSample {
+        own: process_cpu_ticks("self")?,
+        registry: registry_pid.map(|p| process_cpu_ticks(&p.to_string())).transpose()?,
+        machine: machine_busy_ticks()?,
+    })
+}
+
+/// One call to measure, with the clients it needs.
+#[derive(Clone)]
+enum Caller {
+    Hardware(HardwareClient),
+    Health(tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>),
+}
+
+impl Caller {
+    /// Ok(()) when the answer is the expected one.
+    async fn call(&mut self, i: u32) -> Result<(), String> {
+        match self {
+            Caller::Hardware(c) => {
+                let req = GetHardwareRequest { key: Some(get_hardware_request::Key::Mac(mac_of(i).to_string())) };
+                match c.get_hardware(req).await {
+                    Err(s) => Err(format!("{}: {}: {}", mac_of(i), s.code(), s.message())),
+                    Ok(resp) => match resp.into_inner().hardware {
+                        Some(hw) if hw.name == name_of(i) => Ok(()),
+                        Some(hw) => Err(format!("{} answered {} instead of {}", mac_of(i), hw.name, name_of(i))),
+                        None => Err(format!("{}: empty answer", mac_of(i))),
+                    },
+                }
+            }
+            Caller::Health(c) => {
+                use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+                match c.check(HealthCheckRequest { service: String::new() }).await {
+                    Err(s) => Err(format!("health: {}: {}", s.code(), s.message())),
+                    Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
+                    Ok(r) => Err(format!("health: status {}", r.get_ref().status)),
+                }
+            }
+        }
     }
-    let concurrency = concurrency.max(1);
+}
+
+struct GrpcOpts {
+    count: u32,
+    concurrency: usize,
+    duration: Duration,
+    warmup: Duration,
+    connections: usize,
+    rpc: Rpc,
+    registry_pid: Option<u32>,
+}
+
+async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
+    let mut callers: Vec<Caller> = Vec::new();
+    for _ in 0..o.connections.max(1) {
+        callers.push(match o.rpc {
+            Rpc::GetHardware => Caller::Hardware(registry.connect().await?),
+            Rpc::Health => {
+                if !registry.endpoint.starts_with("http://") {
+                    bail!("--rpc health supports http:// endpoints only");
+                }
+                let channel = tonic::transport::Endpoint::from_shared(registry.endpoint.clone())?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+                    .with_context(|| format!("cannot reach {}", registry.endpoint))?;
+                Caller::Health(tonic_health::pb::health_client::HealthClient::new(channel))
+            }
+        });
+    }
+    let (count, concurrency) = (o.count, o.concurrency.max(1));
     let t0 = Instant::now();
-    let measure_from = t0 + warmup;
-    let end = measure_from + duration;
+    let measure_from = t0 + o.warmup;
+    let end = measure_from + o.duration;
     let mut tasks = Vec::new();
     for k in 0..concurrency {
-        let mut client = clients[k % clients.len()].clone();
+        let mut caller = callers[k % callers.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x5EED_0000 + k as u64);
             let mut r = GrpcTaskResult {
@@ -289,28 +403,18 @@ async fn grpc(registry: &RegistryArgs, count: u32, concurrency: usize, duration:
             };
             loop {
                 let i = rng.index(count);
-                let req = GetHardwareRequest { key: Some(get_hardware_request::Key::Mac(mac_of(i).to_string())) };
                 let start = Instant::now();
                 if start >= end {
                     break;
                 }
-                let res = tokio::time::timeout(Duration::from_secs(5), client.get_hardware(req)).await;
+                let res = tokio::time::timeout(Duration::from_secs(5), caller.call(i)).await;
                 let done = Instant::now();
                 if start < measure_from {
                     continue;
                 }
-                let problem = match res {
-                    Err(_) => Some("no answer within 5 s".to_string()),
-                    Ok(Err(s)) => Some(format!("{}: {}: {}", mac_of(i), s.code(), s.message())),
-                    Ok(Ok(resp)) => match resp.into_inner().hardware {
-                        Some(hw) if hw.name == name_of(i) => None,
-                        Some(hw) => Some(format!("{} answered {} instead of {}", mac_of(i), hw.name, name_of(i))),
-                        None => Some(format!("{}: empty answer", mac_of(i))),
-                    },
-                };
-                match problem {
-                    None => r.latencies_ns.push((done - start).as_nanos() as u64),
-                    Some(p) => {
+                match res.unwrap_or_else(|_| Err("no answer within 5 s".to_string())) {
+                    Ok(()) => r.latencies_ns.push((done - start).as_nanos() as u64),
+                    Err(p) => {
                         r.errors += 1;
                         r.first_error.get_or_insert(p);
                     }
@@ -320,6 +424,14 @@ async fn grpc(registry: &RegistryArgs, count: u32, concurrency: usize, duration:
             r
         }));
     }
+    // CPU accounting over the measured window: this process, the registry, and the
+    // whole machine (anything else busy on the machine skews the figures).
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu0 = cpu_sample(o.registry_pid)?;
+    tokio::time::sleep_until(end.into()).await;
+    let cpu1 = cpu_sample(o.registry_pid)?;
+    let cpu_wall = measure_from.elapsed();
+
     let mut all = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
@@ -347,31 +459,63 @@ async fn grpc(registry: &RegistryArgs, count: u32, concurrency: usize, duration:
     };
     let mean = if n == 0 { 0.0 } else { all.iter().sum::<u64>() as f64 / n as f64 / 1000.0 };
     let rate = n as f64 / wall;
-    metric("grpc_concurrency", concurrency);
-    metric("grpc_connections", clients.len());
-    metric("grpc_requests", n);
-    metric("grpc_errors", errors);
-    metric("grpc_seconds", format!("{wall:.2}"));
-    metric("grpc_lookups_per_sec", format!("{rate:.0}"));
-    metric("grpc_latency_mean_us", format!("{mean:.1}"));
-    metric("grpc_latency_p50_us", format!("{:.1}", pct(50.0)));
-    metric("grpc_latency_p90_us", format!("{:.1}", pct(90.0)));
-    metric("grpc_latency_p99_us", format!("{:.1}", pct(99.0)));
-    metric("grpc_latency_p999_us", format!("{:.1}", pct(99.9)));
-    metric("grpc_latency_max_us", format!("{:.1}", pct(100.0)));
+    let prefix = match o.rpc {
+        Rpc::GetHardware => "grpc",
+        Rpc::Health => "grpc_health",
+    };
+    let m = |name: &str, v: String| metric(&format!("{prefix}_{name}"), v);
+    m("concurrency", concurrency.to_string());
+    m("connections", callers.len().to_string());
+    m("requests", n.to_string());
+    m("errors", errors.to_string());
+    m("seconds", format!("{wall:.2}"));
+    m(if o.rpc == Rpc::GetHardware { "lookups_per_sec" } else { "calls_per_sec" }, format!("{rate:.0}"));
+    m("latency_mean_us", format!("{mean:.1}"));
+    m("latency_p50_us", format!("{:.1}", pct(50.0)));
+    m("latency_p90_us", format!("{:.1}", pct(90.0)));
+    m("latency_p99_us", format!("{:.1}", pct(99.0)));
+    m("latency_p999_us", format!("{:.1}", pct(99.9)));
+    m("latency_max_us", format!("{:.1}", pct(100.0)));
+    // Ticks are 10 ms; per request in µs.
+    let per_req = |ticks: u64| ticks as f64 * 10_000.0 / (n.max(1) as f64);
+    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as f64;
+    let own = cpu1.own - cpu0.own;
+    let machine = cpu1.machine.saturating_sub(cpu0.machine);
+    let reg = cpu1.registry.zip(cpu0.registry).map(|(a, b)| a - b);
+    let other = machine.saturating_sub(own + reg.unwrap_or(0));
+    let pct_of_machine = |ticks: u64| ticks as f64 / (secs(cpu_wall) * 100.0 * cores) * 100.0;
+    m("client_cpu_us_per_req", format!("{:.1}", per_req(own)));
+    if let Some(reg) = reg {
+        m("registry_cpu_us_per_req", format!("{:.1}", per_req(reg)));
+    }
+    m("machine_busy_percent", format!("{:.0}", pct_of_machine(machine)));
+    if reg.is_some() {
+        m("other_processes_cpu_percent", format!("{:.0}", pct_of_machine(other)));
+    }
+    let what = match o.rpc {
+        Rpc::GetHardware => "GetHardware by MAC",
+        Rpc::Health => "gRPC health check (baseline, no store work)",
+    };
     println!(
-        "GetHardware by MAC: {rate:.0} lookups/s from {concurrency} concurrent clients over {} connection(s) for {wall:.1} s; \
-         latency p50 {:.0} µs, p99 {:.0} µs (mean {mean:.0} µs); {errors} error(s).",
-        clients.len(),
+        "{what}: {rate:.0} calls/s from {concurrency} concurrent clients over {} connection(s) for {wall:.1} s; \
+         latency p50 {:.0} us, p99 {:.0} us (mean {mean:.0} us); {errors} error(s). CPU per call: {:.0} us in this client{}; \
+         the machine's cores were {:.0}% busy{}.",
+        callers.len(),
         pct(50.0),
-        pct(99.0)
+        pct(99.0),
+        per_req(own),
+        reg.map(|r| format!(", {:.0} us in the registry", per_req(r))).unwrap_or_default(),
+        pct_of_machine(machine),
+        if reg.is_some() { format!(", {:.0}% by other processes", pct_of_machine(other)) } else { String::new() },
     );
-    target("grpc_lookups_per_sec", rate, false, TARGET_GRPC_PER_SEC);
+    if o.rpc == Rpc::GetHardware {
+        target("grpc_lookups_per_sec", rate, false, TARGET_GRPC_PER_SEC);
+    }
     if errors > 0 {
-        bail!("{errors} lookup(s) failed, first: {}", first_error.unwrap_or_default());
+        bail!("{errors} call(s) failed, first: {}", first_error.unwrap_or_default());
     }
     if n == 0 {
-        bail!("no lookup completed in the measured window");
+        bail!("no call completed in the measured window");
     }
     Ok(())
 }
@@ -476,14 +620,30 @@ async fn cache(registry: &RegistryArgs, count: u32, lookups: u64, sync_timeout: 
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     ironboot_telemetry::init_logging(&cli.log, "warn");
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = cli.worker_threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hardware-bench: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let res = match cli.cmd {
         Cmd::Seed { count, concurrency } => seed(&cli.registry, count, concurrency).await,
-        Cmd::Grpc { count, concurrency, duration, warmup, connections } => {
-            grpc(&cli.registry, count, concurrency, duration, warmup, connections).await
+        Cmd::Grpc { count, concurrency, duration, warmup, connections, rpc, registry_pid } => {
+            let opts = GrpcOpts { count, concurrency, duration, warmup, connections, rpc, registry_pid };
+            grpc(&cli.registry, opts).await
         }
         Cmd::Cache { count, lookups, sync_timeout } => cache(&cli.registry, count, lookups, sync_timeout).await,
     };
