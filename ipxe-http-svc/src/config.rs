@@ -80,6 +80,11 @@ pub struct Config {
     /// sendfile (no copy per download, like nginx); 0 writes every download.
     #[arg(long, env = "IRONBOOT_HTTP_ZERO_COPY_MAX_BYTES", default_value_t = 256 << 20)]
     pub zero_copy_max_bytes: u64,
+    /// Directory for those copies (unnamed O_TMPFILE files; a disk filesystem with large
+    /// folios such as ext4 or xfs makes sendfile cheapest). Default: the system temporary
+    /// directory. Where O_TMPFILE fails, sealed memfds are used.
+    #[arg(long, env = "IRONBOOT_HTTP_ZERO_COPY_DIR")]
+    pub zero_copy_dir: Option<PathBuf>,
     /// Most open client connections; further clients wait in the kernel's accept queue.
     #[arg(long, env = "IRONBOOT_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
@@ -135,6 +140,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub script_cache_entries: usize,
     pub zero_copy_max_bytes: u64,
+    pub zero_copy_dir: Option<PathBuf>,
     pub assets_dir: Option<PathBuf>,
     pub link_roots: Vec<PathBuf>,
 }
@@ -199,6 +205,7 @@ impl Config {
             shutdown_grace: self.shutdown_grace,
             script_cache_entries: self.script_cache_entries,
             zero_copy_max_bytes: self.zero_copy_max_bytes,
+            zero_copy_dir: Some(self.zero_copy_dir.clone().unwrap_or_else(std::env::temp_dir)),
             assets_dir,
             link_roots: self.files.link_roots.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
         })

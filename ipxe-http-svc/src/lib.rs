@@ -97,7 +97,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     };
     let reloader = catalogue.spawn_reloader(config.files.rescan_interval, stopped());
     let scripts = script_cache::ScriptCache::new(settings.script_cache_entries);
-    let zero_copy = Arc::new(zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes));
+    let zero_copy = Arc::new(zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes, settings.zero_copy_dir.clone()));
     let svc = Arc::new(Service { settings, catalogue, cache: cache.clone(), templates, assets, scripts, zero_copy });
     serve(listener, svc, stopped()).await?;
     let _ = reloader.await;
@@ -116,11 +116,24 @@ pub async fn serve(
     let s = &svc.settings;
     let listener = listener::BoundedListener::new(listener, s.max_connections, s.idle_timeout, svc.zero_copy.clone());
     let grace = s.shutdown_grace;
-    let app = http::router(svc.clone(), ironboot_telemetry::metrics::init_metrics());
+    let metrics = ironboot_telemetry::metrics::init_metrics();
+    let app = http::router(svc.clone(), metrics.clone());
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
+    });
+    // The Prometheus recorder keeps every histogram sample until it is drained: without
+    // a scraper, per-request durations would grow memory without bound.
+    let mut upkeep_stop = rx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = upkeep_stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => metrics.run_upkeep(),
+            }
+        }
     });
     let mut graceful = rx.clone();
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<listener::ConnAddrs>())

@@ -180,7 +180,7 @@ pub async fn start_on(
     }
     let assets = settings.assets_dir.as_ref().map(|d| ipxe_http_svc::assets::AssetRoot::new(d, &settings.link_roots).expect("assets"));
     let scripts = ipxe_http_svc::script_cache::ScriptCache::new(settings.script_cache_entries);
-    let zero_copy = Arc::new(ipxe_http_svc::zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes));
+    let zero_copy = Arc::new(ipxe_http_svc::zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes, settings.zero_copy_dir.clone()));
     let svc = Arc::new(Service { settings, catalogue, cache: cache.clone(), templates, assets, scripts, zero_copy });
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
