@@ -216,9 +216,10 @@ async fn script_by_mac(
     State(svc): State<Arc<Service>>,
     ConnectInfo(conn): ConnectInfo<ConnAddrs>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    let client = svc.client(&conn, &headers);
+    let headers = req.headers();
+    let client = svc.client(&conn, headers);
     let tp = trace::request_span(headers.get("traceparent").and_then(|v| v.to_str().ok()));
     let mut info = RouteInfo { route: "script", client: Some(client), traceparent: Some(tp), ..Default::default() };
     let Ok(mac) = MacAddr::parse(&raw) else {
@@ -241,11 +242,12 @@ async fn script_by_mac(
     let ip = ipv4(client);
     let by_ip = ip.and_then(|a| svc.cache.by_ip(a));
     let id = Identity { mac: Some(mac), by_mac: Some(&hw), ip, by_ip: by_ip.as_deref() };
-    respond_script(&svc, info, &hw, mac, decide(&id, UnknownClients::Serve), &authority(&headers, &conn))
+    respond_script(&svc, info, &hw, mac, decide(&id, UnknownClients::Serve), &authority(headers, &conn))
 }
 
-async fn script_by_ip(State(svc): State<Arc<Service>>, ConnectInfo(conn): ConnectInfo<ConnAddrs>, headers: HeaderMap) -> Response {
-    let client = svc.client(&conn, &headers);
+async fn script_by_ip(State(svc): State<Arc<Service>>, ConnectInfo(conn): ConnectInfo<ConnAddrs>, req: Request) -> Response {
+    let headers = req.headers();
+    let client = svc.client(&conn, headers);
     let tp = trace::request_span(headers.get("traceparent").and_then(|v| v.to_str().ok()));
     let mut info = RouteInfo { route: "script", client: Some(client), traceparent: Some(tp), ..Default::default() };
     let Some(ip) = ipv4(client) else {
@@ -267,7 +269,7 @@ async fn script_by_ip(State(svc): State<Arc<Service>>, ConnectInfo(conn): Connec
     };
     info.mac = Some(mac);
     let id = Identity { mac: Some(mac), by_mac: Some(&hw), ip: Some(ip), by_ip: Some(&hw) };
-    respond_script(&svc, info, &hw, mac, decide(&id, UnknownClients::Serve), &authority(&headers, &conn))
+    respond_script(&svc, info, &hw, mac, decide(&id, UnknownClients::Serve), &authority(headers, &conn))
 }
 
 fn mac_of_ip(hw: &Hardware, ip: Ipv4Addr) -> Option<MacAddr> {
@@ -342,9 +344,10 @@ async fn binary(
     State(svc): State<Arc<Service>>,
     ConnectInfo(conn): ConnectInfo<ConnAddrs>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    let client = svc.client(&conn, &headers);
+    let headers = request.headers();
+    let client = svc.client(&conn, headers);
     let mut info = RouteInfo { route: "binary", client: Some(client), ..Default::default() };
     let (req, file) = match bootfiles::resolve(&svc.catalogue, &raw) {
         Ok(x) => x,
@@ -374,7 +377,7 @@ async fn binary(
         }
     }
     svc.zero_copy.prepare(&svc.catalogue, &file);
-    with_info(file_response(&file, &headers), info)
+    with_info(file_response(&file, headers), info)
 }
 
 /// A served file with validators, conditional answers and single ranges.

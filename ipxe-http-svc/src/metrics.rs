@@ -13,6 +13,8 @@
 //!   memfd bytes held for that; `ipxe_script_cache_entries`,
 //!   `ipxe_script_cache_flushes_total`.
 
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 pub const REQUESTS: &str = "http_requests_total";
@@ -48,11 +50,40 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
+/// Handles of the per-request metrics of one (route, status), registered once: the
+/// macros build a key and look it up in the registry on every call, which showed up in
+/// profiles of script requests.
+#[derive(Clone)]
+struct RequestHandles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    bytes: metrics::Counter,
+}
+
+type HandleMap = HashMap<(&'static str, &'static str), RequestHandles>;
+
+fn handles(route: &'static str, status: &'static str) -> RequestHandles {
+    static MAP: OnceLock<RwLock<HandleMap>> = OnceLock::new();
+    let map = MAP.get_or_init(Default::default);
+    if let Some(h) = map.read().unwrap_or_else(|p| p.into_inner()).get(&(route, status)) {
+        return h.clone();
+    }
+    let h = RequestHandles {
+        requests: metrics::counter!(REQUESTS, "route" => route, "status" => status),
+        duration: metrics::histogram!(DURATION, "route" => route),
+        bytes: metrics::counter!(BODY_BYTES, "route" => route),
+    };
+    // Routes and status labels are static strings from small fixed sets: bounded.
+    map.write().unwrap_or_else(|p| p.into_inner()).insert((route, status), h.clone());
+    h
+}
+
 pub fn request(route: &'static str, status: u16, elapsed: Duration, body_bytes: Option<u64>) {
-    metrics::counter!(REQUESTS, "route" => route, "status" => status_label(status)).increment(1);
-    metrics::histogram!(DURATION, "route" => route).record(elapsed.as_secs_f64());
+    let h = handles(route, status_label(status));
+    h.requests.increment(1);
+    h.duration.record(elapsed.as_secs_f64());
     if let Some(n) = body_bytes {
-        metrics::counter!(BODY_BYTES, "route" => route).increment(n);
+        h.bytes.increment(n);
     }
 }
 
