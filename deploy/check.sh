@@ -3,11 +3,11 @@
 # compose schema, every rendered Kubernetes overlay with kubectl kustomize and
 # kubernetes-validate --strict (offline schemas), hadolint on the Dockerfile, yamllint,
 # ShellCheck on scripts, and check_refs.py (flags/env/binaries exist). Needs the
-# workspace binaries (BIN_DIR, default target/debug) and the PyPI tools listed in
+# workspace binaries (BIN_DIR, default $CARGO_TARGET_DIR/debug or target/debug) and the PyPI tools listed in
 # tests/python-requirements.txt.
 set -euo pipefail
 cd "$(dirname "$0")"
-bin_dir="${BIN_DIR:-../target/debug}"
+bin_dir="${BIN_DIR:-${CARGO_TARGET_DIR:-../target}/debug}"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
