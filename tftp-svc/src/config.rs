@@ -71,6 +71,9 @@ pub struct Config {
     /// Time in-flight transfers get to finish after SIGTERM.
     #[arg(long, env = "IRONBOOT_TFTP_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
+    /// Threads that run transfers (each a single-threaded runtime). 0 = one per CPU.
+    #[arg(long, env = "IRONBOOT_TFTP_WORKERS", default_value_t = 0)]
+    pub workers: usize,
     /// Receive and send buffer of the listening sockets, in bytes.
     #[arg(long, env = "IRONBOOT_TFTP_SOCKET_BUFFER", default_value_t = 4 << 20)]
     pub socket_buffer: usize,
@@ -117,6 +120,7 @@ pub struct Settings {
     pub lookup_timeout: Duration,
     pub shutdown_grace: Duration,
     pub socket_buffer: usize,
+    pub workers: usize,
 }
 
 impl Config {
@@ -154,6 +158,7 @@ impl Config {
             lookup_timeout: self.lookup_timeout,
             shutdown_grace: self.shutdown_grace,
             socket_buffer: self.socket_buffer,
+            workers: if self.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { self.workers },
         })
     }
 

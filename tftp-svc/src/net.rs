@@ -11,6 +11,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -42,7 +43,6 @@ fn new_socket(addr: SocketAddr, interface: Option<&str>) -> io::Result<Socket> {
 /// generous buffers: a boot storm's RRQs and, in single-port mode, every ACK arrive here.
 pub fn bind_listener(addr: SocketAddr, interface: Option<&str>, buffer_bytes: usize) -> io::Result<UdpSocket> {
     let s = new_socket(addr, interface)?;
-    s.set_reuse_address(true)?;
     let _ = s.set_recv_buffer_size(buffer_bytes);
     let _ = s.set_send_buffer_size(buffer_bytes);
     if addr.is_ipv4() {
@@ -117,6 +117,88 @@ fn send_from_now(sock: &UdpSocket, parts: &[&[u8]], peer: SocketAddr, local_ip: 
         (SocketAddr::V6(p), _) => {
             let dst = socket::SockaddrIn6::from(p);
             socket::sendmsg(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&dst)).map_err(io::Error::from)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether UDP GSO worked so far; cleared for good on the first refusal (old kernels,
+/// devices that cannot segment), after which windows go out one packet per syscall.
+static GSO_OK: AtomicBool = AtomicBool::new(true);
+
+/// Most segments handed to the kernel in one GSO send (UDP_MAX_SEGMENTS is 64).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Sends equal-sized datagrams (the last may be shorter), each given as header + body,
+/// with as few syscalls as possible: one `sendmsg` with `UDP_SEGMENT` per batch. On a
+/// shared socket `dst`/`local_ip` address each batch like [`send_from`].
+pub async fn send_segments(
+    sock: &UdpSocket,
+    segments: &[([u8; 4], &[u8])],
+    dst: Option<(SocketAddr, Option<IpAddr>)>,
+) -> io::Result<()> {
+    if segments.is_empty() {
+        return Ok(());
+    }
+    let seg_size = 4 + segments[0].1.len();
+    let per_batch = GSO_MAX_SEGMENTS.min(65_000 / seg_size.max(1)).max(1);
+    if segments.len() == 1 || per_batch == 1 || seg_size > u16::MAX as usize || !GSO_OK.load(AtomicOrdering::Relaxed) {
+        return send_each(sock, segments, dst).await;
+    }
+    for batch in segments.chunks(per_batch) {
+        let r = sock
+            .async_io(Interest::WRITABLE, || {
+                let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() * 2);
+                for (h, b) in batch {
+                    iov.push(IoSlice::new(h));
+                    iov.push(IoSlice::new(b));
+                }
+                let gso = seg_size as u16;
+                let mut cmsgs = vec![ControlMessage::UdpGsoSegments(&gso)];
+                let pktinfo;
+                match dst {
+                    None => {
+                        socket::sendmsg::<SockaddrIn>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
+                    }
+                    Some((SocketAddr::V4(p), local)) => {
+                        if let Some(IpAddr::V4(src)) = local {
+                            pktinfo = nix::libc::in_pktinfo {
+                                ipi_ifindex: 0,
+                                ipi_spec_dst: nix::libc::in_addr { s_addr: u32::from(src).to_be() },
+                                ipi_addr: nix::libc::in_addr { s_addr: 0 },
+                            };
+                            cmsgs.push(ControlMessage::Ipv4PacketInfo(&pktinfo));
+                        }
+                        let d = SockaddrIn::from(p);
+                        socket::sendmsg(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_DONTWAIT, Some(&d)).map_err(io::Error::from)?;
+                    }
+                    Some((SocketAddr::V6(p), _)) => {
+                        let d = socket::SockaddrIn6::from(p);
+                        socket::sendmsg(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_DONTWAIT, Some(&d)).map_err(io::Error::from)?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            match e.raw_os_error() {
+                Some(nix::libc::EIO) | Some(nix::libc::EINVAL) | Some(nix::libc::ENOPROTOOPT) | Some(nix::libc::EOPNOTSUPP) => {
+                    tracing::info!(error = %e, "UDP GSO refused by the kernel; sending one datagram per syscall");
+                    GSO_OK.store(false, AtomicOrdering::Relaxed);
+                    send_each(sock, batch, dst).await?;
+                }
+                _ => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn send_each(sock: &UdpSocket, segments: &[([u8; 4], &[u8])], dst: Option<(SocketAddr, Option<IpAddr>)>) -> io::Result<()> {
+    for (h, b) in segments {
+        match dst {
+            None => send_connected(sock, &[h, b]).await?,
+            Some((peer, local)) => send_from(sock, &[h, b], peer, local).await?,
         }
     }
     Ok(())

@@ -90,6 +90,14 @@ impl LinkTx {
             LinkTx::Shared { sock, peer, local_ip } => net::send_from(sock, parts, *peer, *local_ip).await,
         }
     }
+
+    /// A window of DATA packets, batched into as few syscalls as the kernel allows.
+    async fn send_window(&self, segments: &[([u8; 4], &[u8])]) -> io::Result<()> {
+        match self {
+            LinkTx::Own(s) => net::send_segments(s, segments, None).await,
+            LinkTx::Shared { sock, peer, local_ip } => net::send_segments(sock, segments, Some((*peer, *local_ip))).await,
+        }
+    }
 }
 
 impl LinkRx {
@@ -207,9 +215,22 @@ async fn refuse(link: &LinkTx, req: &Request, name: &str, code: ErrorCode, msg: 
     let _ = link.send(&[&packet::encode_error(code, msg)]).await;
 }
 
+/// A send error that ends the transfer: the client's port is closed (ICMP port
+/// unreachable). Anything else (a local firewall's EPERM, ENOBUFS under pressure) is
+/// treated like a lost packet: the retransmit timer and retry limit deal with it.
+fn fatal(e: &io::Error) -> bool {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        return true;
+    }
+    m::packet_dropped("send_error");
+    tracing::debug!(error = %e, "send failed; retransmit timer will retry");
+    false
+}
+
 /// The send/ack loop.
 async fn drive(sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &Bytes, oack: &[u8], hard_stop: &mut watch::Receiver<bool>) -> Outcome {
     let mut buf = vec![0u8; 2048];
+    let mut window: Vec<([u8; 4], &[u8])> = Vec::new();
     let mut action = sender.start(Instant::now());
     let mut deadline = tokio::time::Instant::now();
     loop {
@@ -218,20 +239,25 @@ async fn drive(sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &
             Action::GiveUp => return Outcome::TimedOut,
             Action::Wait => {}
             Action::SendOack => {
-                if link.send(&[oack]).await.is_err() {
-                    return Outcome::IoError;
+                if let Err(e) = link.send(&[oack]).await {
+                    if fatal(&e) {
+                        return Outcome::IoError;
+                    }
                 }
                 deadline = tokio::time::Instant::now() + sender.rto();
             }
             Action::SendBlocks { first, last } => {
                 let mut bytes = 0u64;
+                window.clear();
                 for n in first..=last {
-                    let hdr = packet::data_header(Sender::wire_block(n));
                     let body = &data[sender.block_range(n)];
-                    if link.send(&[&hdr, body]).await.is_err() {
+                    bytes += body.len() as u64;
+                    window.push((packet::data_header(Sender::wire_block(n)), body));
+                }
+                if let Err(e) = link.send_window(&window).await {
+                    if fatal(&e) {
                         return Outcome::IoError;
                     }
-                    bytes += body.len() as u64;
                 }
                 m::bytes_sent(bytes);
                 deadline = tokio::time::Instant::now() + sender.rto();

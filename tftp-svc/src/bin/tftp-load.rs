@@ -49,7 +49,11 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build();
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()
+    };
     let Ok(rt) = rt else {
         eprintln!("cannot start runtime");
         return std::process::ExitCode::FAILURE;

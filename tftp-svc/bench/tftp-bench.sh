@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# tftp-bench: tftp-svc next to tftpd-hpa (and the async-tftp baseline) serving the same
+# ipxe.efi on loopback, in the same run.
+#
+#   tftp-svc/bench/tftp-bench.sh            # full matrix: 1/50/500 clients × blksize 512/1468 × windowsize 1/8
+#   CONC="1 50" WIN=8 tftp-svc/bench/tftp-bench.sh
+#
+# Each server runs pinned to CPU 0 inside its own cpuacct cgroup (tftpd-hpa forks a
+# process per transfer; the cgroup counts them all), the load client (tftp-load, async,
+# one thread) pinned to CPU 1. Prints aggregate MB/s per server, ratios, and server CPU
+# milliseconds per MB delivered. Needs root (cgroups), tftpd-hpa (in.tftpd), nginx (for
+# the HTTP comparison, unless HTTP_URL points at a running ipxe-http-svc).
+# Bounded: every cell has a time limit (CELL_TIMEOUT, default 240 s) and a fixed count.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CONC=${CONC:-"1 50 500"}
+BLK=${BLK:-"512 1468"}
+WIN=${WIN:-"1 8"}
+CELL_TIMEOUT=${CELL_TIMEOUT:-240}
+SERVERS=${SERVERS:-"ours hpa async"}
+FILE=$(readlink -f /usr/lib/ipxe/ipxe.efi)
+[[ -f $FILE ]] || { echo "tftp-bench: /usr/lib/ipxe/ipxe.efi missing (Debian package ipxe)" >&2; exit 1; }
+command -v in.tftpd >/dev/null || [[ -x /usr/sbin/in.tftpd ]] || { echo "tftp-bench: in.tftpd (tftpd-hpa) missing" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || { echo "tftp-bench: run as root (cpuacct cgroups measure server CPU)" >&2; exit 1; }
+
+cargo build --release -q -p tftp-svc --bins --example async-tftp-baseline
+BIN=target/release
+LOAD=$BIN/tftp-load
+
+WORK=$(mktemp -d /tmp/tftp-bench.XXXXXX)
+cp "$FILE" "$WORK/ipxe.efi"
+# tftpd-hpa drops privileges (user tftp/nobody): the directory must be world-readable.
+chmod 755 "$WORK"; chmod 644 "$WORK/ipxe.efi"
+SIZE=$(stat -c %s "$WORK/ipxe.efi")
+CGROOT=/sys/fs/cgroup/cpuacct
+[[ -d $CGROOT ]] || CGROOT=/sys/fs/cgroup/unified
+PIDS=()
+CGS=()
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for cg in "${CGS[@]}"; do
+    # Transfer children of tftpd-hpa still in the group: ours to stop, by PID.
+    if [[ -f $cg/cgroup.procs ]]; then
+      while read -r p; do kill "$p" 2>/dev/null || true; done < "$cg/cgroup.procs"
+      sleep 0.1
+      rmdir "$cg" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cg_new() { local d=$CGROOT/tftp-bench-$$-$1; mkdir -p "$d"; CGS+=("$d"); echo "$d"; }
+cg_ns() {  # CPU nanoseconds used by everything in the group
+  if [[ -f $1/cpuacct.usage ]]; then cat "$1/cpuacct.usage"; else awk '/usage_usec/ {print $2*1000}' "$1/cpu.stat"; fi
+}
+# taskset execs the command, so `$!` of `$PIN0 cmd &` is the server's own PID.
+if (( $(nproc) >= 2 )); then PIN0="taskset -c 0"; PIN1="taskset -c 1"; else PIN0=""; PIN1=""; fi
+
+declare -A PORT=([ours]=16901 [hpa]=16902 [async]=16903)
+declare -A CG
+start_server() {
+  local name=$1 cg pid
+  cg=$(cg_new "$name")
+  case $name in
+    ours)  $PIN0 "$BIN/tftp-svc" --no-registry --listen "127.0.0.1:${PORT[ours]}" --admin-listen "" \
+             --ipxe-dir "$WORK" --link-roots "" --max-transfers-per-client 5000 --log warn 2>"$WORK/ours.log" & pid=$! ;;
+    hpa)   $PIN0 /usr/sbin/in.tftpd -L -s "$WORK" -a "127.0.0.1:${PORT[hpa]}" & pid=$! ;;
+    async) $PIN0 "$BIN/examples/async-tftp-baseline" "127.0.0.1:${PORT[async]}" "$WORK/ipxe.efi" & pid=$! ;;
+  esac
+  PIDS+=("$pid")
+  echo "$pid" > "$cg/cgroup.procs"
+  CG[$name]=$cg
+}
+
+for s in $SERVERS; do start_server "$s"; done
+sleep 0.5
+for s in $SERVERS; do
+  "$LOAD" "127.0.0.1:${PORT[$s]}" ipxe.efi --expect "$WORK/ipxe.efi" >/dev/null || { echo "tftp-bench: $s does not serve" >&2; exit 1; }
+done
+
+echo "file ipxe.efi, $SIZE bytes; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-22s' "clients/blksize/window"
+for s in $SERVERS; do printf '%18s' "$s MB/s (neg)"; done
+for s in $SERVERS; do [[ $s == ours ]] || printf '%12s' "ours/$s"; done
+for s in $SERVERS; do printf '%14s' "$s ms CPU/MB"; done
+echo
+
+declare -A MBPS CPUMB
+for c in $CONC; do
+  n=$c; (( c == 1 )) && n=5
+  for b in $BLK; do
+    for w in $WIN; do
+      winarg=(); (( w > 1 )) && winarg=(--windowsize "$w")
+      printf '%-22s' "$c/$b/$w"
+      for s in $SERVERS; do
+        before=$(cg_ns "${CG[$s]}")
+        line=$($PIN1 timeout "$CELL_TIMEOUT" "$LOAD" "127.0.0.1:${PORT[$s]}" ipxe.efi --expect "$WORK/ipxe.efi" \
+                 -c "$c" -n "$n" --blksize "$b" "${winarg[@]}" --rto 1s 2>/dev/null || true)
+        after=$(cg_ns "${CG[$s]}")
+        mbps=$(sed -n 's/.*mbps=\([0-9.]*\).*/\1/p' <<<"$line"); mbps=${mbps:-0}
+        bytes=$(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' <<<"$line"); bytes=${bytes:-0}
+        failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$line"); failed=${failed:-all}
+        neg=$(sed -n 's/.*negotiated=\([0-9/]*\).*/\1/p' <<<"$line")
+        MBPS[$s]=$mbps
+        CPUMB[$s]=$(awk -v ns=$((after - before)) -v b="$bytes" 'BEGIN { if (b > 0) printf "%.1f", ns / 1e6 / (b / 1e6); else print "-" }')
+        mark=""; [[ $failed != 0 ]] && mark="!"
+        printf '%18s' "$mbps${mark} (${neg:-?})"
+      done
+      for s in $SERVERS; do
+        [[ $s == ours ]] && continue
+        printf '%12s' "$(awk -v a="${MBPS[ours]:-0}" -v b="${MBPS[$s]}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')"
+      done
+      for s in $SERVERS; do printf '%14s' "${CPUMB[$s]}"; done
+      echo
+    done
+  done
+done
+echo "(neg) = blksize/windowsize the server granted; ! = some transfers failed or the cell hit CELL_TIMEOUT"
+
+# A single transfer at blksize 1468 + windowsize 8 against an HTTP download of the same file.
+if [[ -z ${HTTP_URL:-} ]] && command -v nginx >/dev/null; then
+  mkdir -p "$WORK/nginx/logs"
+  cat > "$WORK/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  server { listen 127.0.0.1:16904; root $WORK; }
+}
+EOF
+  $PIN0 nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+  sleep 0.5
+  HTTP_URL=http://127.0.0.1:16904/ipxe.efi
+  HTTP_NAME="nginx (stand-in for ipxe-http-svc)"
+fi
+if [[ -n ${HTTP_URL:-} ]]; then
+  HTTP_NAME=${HTTP_NAME:-$HTTP_URL}
+  http_ms=$(for _ in $(seq 20); do $PIN1 curl -s -o /dev/null -w '%{time_total}\n' "$HTTP_URL"; done | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)] * 1000}')
+  tftp_ms=$($PIN1 "$LOAD" "127.0.0.1:${PORT[ours]}" ipxe.efi -n 20 --blksize 1468 --windowsize 8 | sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p')
+  echo "single transfer, median of 20: tftp-svc 1468/8 ${tftp_ms} ms, HTTP ${HTTP_NAME} ${http_ms} ms, ratio $(awk -v t="$tftp_ms" -v h="$http_ms" 'BEGIN { printf "%.2f", t / h }')x (target <= 2x)"
+fi
