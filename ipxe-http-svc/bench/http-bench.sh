@@ -13,14 +13,14 @@
 # measurement with the service's request logs on, for the record.
 #
 #   ipxe-http-svc/bench/http-bench.sh
-#   BENCH_MACHINES=10000 BENCH_DURATION=10s BENCH_ROUNDS=2 BENCH_CONNECTIONS=64 ...
+#   BENCH_MACHINES=10000 BENCH_DURATION=10s BENCH_ROUNDS=3 BENCH_CONNECTIONS=64 ...
 #   BENCH_SKIP_BUILD=1 to reuse target/release binaries.
 # Prints figures and PASS/MISS per target; exits non-zero only if the run itself failed.
 set -euo pipefail
 
 MACHINES="${BENCH_MACHINES:-10000}"
 DURATION="${BENCH_DURATION:-10s}"
-ROUNDS="${BENCH_ROUNDS:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 BIN_CONNS="${BENCH_BINARY_CONNECTIONS:-16}"
 THREADS="${BENCH_THREADS:-2}"

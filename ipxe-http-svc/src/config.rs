@@ -158,10 +158,10 @@ impl Config {
             return Err(ConfigError::OsieUrl(self.osie_url.clone()));
         }
         for (flag, v) in [("syslog-host", &self.syslog_host), ("grpc-authority", &self.grpc_authority)] {
-            if let Some(v) = v {
-                if !is_host(v.trim()) {
-                    return Err(ConfigError::Host(flag, v.clone()));
-                }
+            if let Some(v) = v
+                && !is_host(v.trim())
+            {
+                return Err(ConfigError::Host(flag, v.clone()));
             }
         }
         if self.max_connections == 0 {

@@ -316,10 +316,10 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
             if kind != "custom_contents" {
                 // Prove the split with a second traceparent before caching it.
                 let other = trace::request_span(None);
-                if let (_, Ok(second)) = render(other) {
-                    if let Some(segments) = split_at_traceparent(&body, &tp_text, &second, &trace::header(&other)) {
-                        svc.scripts.insert(hw, mac, authority, kind, segments);
-                    }
+                if let (_, Ok(second)) = render(other)
+                    && let Some(segments) = split_at_traceparent(&body, &tp_text, &second, &trace::header(&other))
+                {
+                    svc.scripts.insert(hw, mac, authority, kind, segments);
                 }
             }
             script_ok(kind, body, info)

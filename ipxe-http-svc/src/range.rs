@@ -65,14 +65,10 @@ fn none_match_hits(header: &str, etag: &str) -> bool {
 /// Decides the response. Pure.
 pub fn evaluate(c: &Conditions<'_>, e: &Entity<'_>) -> Outcome {
     // §13.2.2: If-None-Match wins over If-Modified-Since.
-    if let Some(inm) = c.if_none_match {
-        if none_match_hits(inm, e.etag) {
-            return Outcome::NotModified;
-        }
-    } else if let Some(since) = c.if_modified_since.and_then(parse_date) {
-        if whole_seconds(e.modified) <= since {
-            return Outcome::NotModified;
-        }
+    match (c.if_none_match, c.if_modified_since.and_then(parse_date)) {
+        (Some(inm), _) if none_match_hits(inm, e.etag) => return Outcome::NotModified,
+        (None, Some(since)) if whole_seconds(e.modified) <= since => return Outcome::NotModified,
+        _ => {}
     }
     let Some(range) = c.range else {
         return Outcome::Full;

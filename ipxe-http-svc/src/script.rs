@@ -158,7 +158,7 @@ fn join_url(base: &str, name: &str) -> String {
 }
 
 /// The interface of `hw` that has `mac`.
-pub fn interface<'a>(hw: &'a Hardware, mac: MacAddr) -> Option<&'a Interface> {
+pub fn interface(hw: &Hardware, mac: MacAddr) -> Option<&Interface> {
     hw.interfaces.iter().find(|i| MacAddr::parse(&i.mac).ok() == Some(mac))
 }
 

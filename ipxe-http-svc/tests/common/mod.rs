@@ -157,17 +157,18 @@ pub async fn start_on(
     ];
     // A flag given by the test replaces the default above.
     for flag in args.iter().filter(|a| a.starts_with("--")) {
-        if let Some(i) = argv.iter().position(|a| a == flag) {
-            if i + 1 < argv.len() && !argv[i + 1].starts_with("--") {
-                argv.drain(i..=i + 1);
-            }
+        if let Some(i) = argv.iter().position(|a| a == flag)
+            && i + 1 < argv.len()
+            && !argv[i + 1].starts_with("--")
+        {
+            argv.drain(i..=i + 1);
         }
     }
     // Test-only switch: no assets directory at all.
-    if args.contains(&"--no-assets") {
-        if let Some(i) = argv.iter().position(|a| a == "--assets-dir") {
-            argv.drain(i..=i + 1);
-        }
+    if args.contains(&"--no-assets")
+        && let Some(i) = argv.iter().position(|a| a == "--assets-dir")
+    {
+        argv.drain(i..=i + 1);
     }
     argv.extend(args.iter().filter(|a| **a != "--no-assets").map(|s| s.to_string()));
     let config = Config::try_parse_from(&argv).expect("flags");
