@@ -11,6 +11,9 @@
 # >= nginx's. Both servers log nothing per request during the measurement (nginx
 # access_log off, ipxe-http-svc --log warn); BENCH_LOG=info re-runs the script
 # measurement with the service's request logs on, for the record.
+# With BENCH_PIN=1 (default, 2+ cores) the servers run on the first half of the cores and
+# wrk on the other half (taskset), so the load generator and the server under test do not
+# steal each other's CPU; each server gets as many workers/threads as it has cores.
 #
 #   ipxe-http-svc/bench/http-bench.sh
 #   BENCH_MACHINES=10000 BENCH_DURATION=10s BENCH_ROUNDS=3 BENCH_CONNECTIONS=64 ...
@@ -23,7 +26,7 @@ DURATION="${BENCH_DURATION:-10s}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 BIN_CONNS="${BENCH_BINARY_CONNECTIONS:-16}"
-THREADS="${BENCH_THREADS:-2}"
+PIN="${BENCH_PIN:-1}"
 IPXE_EFI="${BENCH_IPXE_EFI:-/usr/lib/ipxe/ipxe.efi}"
 
 [[ "$MACHINES" =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_MACHINES must be a positive integer" >&2; exit 2; }
@@ -63,6 +66,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+NCPU="$(nproc)"
+if [[ "$PIN" == 1 && "$NCPU" -ge 2 ]]; then
+    HALF=$(( NCPU / 2 ))
+    SERVER_CPUS="0-$(( HALF - 1 ))"
+    CLIENT_CPUS="$HALF-$(( NCPU - 1 ))"
+    SERVER_N=$HALF
+    CLIENT_N=$(( NCPU - HALF ))
+    ON_SERVER=(taskset -c "$SERVER_CPUS")
+    ON_CLIENT=(taskset -c "$CLIENT_CPUS")
+else
+    SERVER_N=$NCPU
+    CLIENT_N=$NCPU
+    ON_SERVER=()
+    ON_CLIENT=()
+fi
+THREADS="${BENCH_THREADS:-$CLIENT_N}"
 
 WORK="$(mktemp -d -t http-bench.XXXXXX)"
 # nginx workers run as nobody: the document root must be readable by them.
@@ -122,7 +142,7 @@ echo "ipxe.efi: $EFI_BYTES bytes"
 step "ipxe-http-svc"
 SVC_PORT="$(free_port)"
 start_service() { # LOG_LEVEL
-    "$SVC" --listen "127.0.0.1:$SVC_PORT" --ipxe-dir "$WORK/ipxe" --link-roots "" \
+    "${ON_SERVER[@]}" "$SVC" --listen "127.0.0.1:$SVC_PORT" --ipxe-dir "$WORK/ipxe" --link-roots "" \
         --log "$1" --log-format json >"$WORK/service.log" 2>&1 &
     SVC_PID=$!
     PIDS+=("$SVC_PID")
@@ -144,7 +164,7 @@ step "nginx (its own prefix in $WORK/nginx)"
 NGX_PORT="$(free_port)"
 mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
 cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes $(nproc);
+worker_processes $SERVER_N;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
 events { worker_connections 4096; }
@@ -169,7 +189,7 @@ http {
     }
 }
 EOF
-nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+"${ON_SERVER[@]}" nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
 NGX_PID=$!
 PIDS+=("$NGX_PID")
 wait_http "http://127.0.0.1:$NGX_PORT/ipxe/ipxe.efi"
@@ -195,7 +215,7 @@ run_wrk() { # NAME CONNS URL [LUA] -> prints "req_s bytes_s cpu_us_per_req"; PID
     local name=$1 conns=$2 url=$3 lua=${4:-} out t0 t1 args=()
     [[ -n "$lua" ]] && args=(-s "$lua")
     t0="$(cpu_ticks "${MEASURE[@]}")"
-    out="$(timeout 120 wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${args[@]}" "$url")"
+    out="$(timeout 120 "${ON_CLIENT[@]}" wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${args[@]}" "$url")"
     t1="$(cpu_ticks "${MEASURE[@]}")"
     echo "$out" >"$WORK/wrk-$name.txt"
     if grep -q 'Non-2xx' <<<"$out"; then
@@ -218,7 +238,11 @@ best() { # FILE -> the line with the highest first field
     sort -k1,1 -n -r "$1" | head -n1
 }
 
-step "measure ($ROUNDS rounds, wrk -t$THREADS, $DURATION each; $(nproc) cores shared by wrk and the server)"
+if [[ ${#ON_SERVER[@]} -gt 0 ]]; then
+    step "measure ($ROUNDS rounds of $DURATION; servers on CPUs $SERVER_CPUS, wrk -t$THREADS on CPUs $CLIENT_CPUS)"
+else
+    step "measure ($ROUNDS rounds of $DURATION; $NCPU cores shared by wrk -t$THREADS and the server)"
+fi
 : >"$WORK/svc-script"; : >"$WORK/ngx-script"; : >"$WORK/svc-bin"; : >"$WORK/ngx-bin"
 for round in $(seq 1 "$ROUNDS"); do
     MEASURE=("$SVC_PID"); run_wrk "svc-script-$round" "$CONNS" "http://127.0.0.1:$SVC_PORT/" "$WORK/macs.lua" | tee -a "$WORK/svc-script"
@@ -233,6 +257,8 @@ OK_SCRIPTS="$(awk -F' ' '/^http_requests_total\{route="script",status="200"\}/ {
 BAD_SCRIPTS="$(awk '/^http_requests_total\{route="script",status="[^2]/ { s += $2 } END { print s + 0 }' <<<"$METRICS")"
 echo "script answers: ${OK_SCRIPTS:-0} x 200, $BAD_SCRIPTS other"
 SVC_RSS_KIB="$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$SVC_PID/status")"
+SENDFILE_BYTES="$(awk '/^http_sendfile_bytes_total / { printf "%.0f", $2 }' <<<"$METRICS")"
+echo "binary bytes sent with sendfile: ${SENDFILE_BYTES:-0}"
 
 LOGGED=""
 if [[ "${BENCH_LOG:-}" == info ]]; then
@@ -253,7 +279,7 @@ SR="$(ratio "$S_RPS" "$N_RPS")"
 BR="$(ratio "$SB_BPS" "$NB_BPS")"
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 
-step "summary ($MACHINES machines, $(nproc) cores, best of $ROUNDS x $DURATION)"
+step "summary ($MACHINES machines, $NCPU cores, pinned: $PIN, best of $ROUNDS x $DURATION)"
 printf '%-44s %14s %14s %8s\n' "" "ipxe-http-svc" "nginx" "ratio"
 printf '%-44s %14s %14s %8s\n' "scripts, req/s (c=$CONNS)" "$S_RPS" "$N_RPS" "$SR"
 printf '%-44s %14s %14s\n' "scripts, p99 latency" "$S_P99" "$N_P99"
