@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -39,6 +39,10 @@ struct Args {
     /// Client retransmit timeout.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     rto: Duration,
+    /// Run for this long instead of a fixed count: every client downloads in a loop, and
+    /// throughput counts all bytes received (finished transfers or not).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
     /// Local address to send from.
     #[arg(long)]
     bind: Option<SocketAddr>,
@@ -72,7 +76,9 @@ async fn run(args: Args) -> std::process::ExitCode {
         },
         None => None,
     };
-    let total = args.count.unwrap_or(args.concurrency);
+    let total = if args.duration.is_some() { usize::MAX } else { args.count.unwrap_or(args.concurrency) };
+    let progress = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(AtomicUsize::new(0));
     let opts = ClientOptions {
         blksize: args.blksize,
@@ -81,12 +87,14 @@ async fn run(args: Args) -> std::process::ExitCode {
         rto: args.rto,
         retries: 10,
         bind: args.bind,
+        progress: Some(progress.clone()),
         ..ClientOptions::default()
     };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
         let next = next.clone();
+        let failures = failures.clone();
         let opts = opts.clone();
         let expect = expect.clone();
         let file = args.file.clone();
@@ -103,17 +111,41 @@ async fn run(args: Args) -> std::process::ExitCode {
                     }
                     Err(e) => (false, 0, Duration::ZERO, 0, String::new(), e.to_string(), None),
                 });
+                if out.last().is_some_and(|r| !r.0) {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
             }
             out
         }));
     }
     let mut results = Vec::new();
+    let mut wall = Duration::ZERO;
+    if let Some(d) = args.duration {
+        // Fixed time: count what arrived, stop everyone.
+        tokio::time::sleep(d).await;
+        wall = started.elapsed();
+        let bytes = progress.load(Ordering::Relaxed);
+        for t in &tasks {
+            t.abort();
+        }
+        let done = next.load(Ordering::Relaxed).saturating_sub(args.concurrency);
+        println!(
+            "ok={done} failed={} bytes={bytes} wall_s={:.3} mbps={:.2} p50_ms=0 p99_ms=0 client_retransmits=0 negotiated={} server=",
+            failures.load(Ordering::Relaxed),
+            wall.as_secs_f64(),
+            bytes as f64 / 1e6 / wall.as_secs_f64(),
+            negotiated_probe(&args, &opts).await,
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
     for t in tasks {
         if let Ok(r) = t.await {
             results.extend(r);
         }
     }
-    let wall = started.elapsed();
+    if wall.is_zero() {
+        wall = started.elapsed();
+    }
     let ok = results.iter().filter(|r| r.0).count();
     let failed = results.len() - ok;
     let bytes: u64 = results.iter().map(|r| r.1).sum();
@@ -134,4 +166,13 @@ async fn run(args: Args) -> std::process::ExitCode {
         pct(0.99),
     );
     if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+}
+
+/// What the server grants for these options (one extra short request).
+async fn negotiated_probe(args: &Args, opts: &ClientOptions) -> String {
+    let probe = ClientOptions { probe_only: true, tsize: true, progress: None, ..opts.clone() };
+    match client::get(args.server, &args.file, &probe).await {
+        Ok(d) => format!("{}/{}", d.oack_value("blksize").unwrap_or("512"), d.oack_value("windowsize").unwrap_or("1")),
+        Err(_) => "?".into(),
+    }
 }
