@@ -389,13 +389,12 @@ impl WalkCtx<'_> {
                 }
                 Err(LoadError::Skip(why)) => {
                     // Keep serving the previous version of a file caught mid-write.
-                    if why == SkipReason::ChangingWhileRead {
-                        if let (Some(old), Some(st)) = (self.prev.files.get(name.as_str()), self.prev.stamps.get(name.as_str())) {
+                    if why == SkipReason::ChangingWhileRead
+                        && let (Some(old), Some(st)) = (self.prev.files.get(name.as_str()), self.prev.stamps.get(name.as_str())) {
                             self.out.total_bytes += old.size();
                             self.out.stamps.insert(old.name.clone(), *st);
                             self.out.files.insert(old.name.clone(), old.clone());
                         }
-                    }
                     self.out.skipped.insert(path, why);
                 }
             }

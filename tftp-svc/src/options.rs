@@ -45,39 +45,33 @@ impl Negotiated {
 pub fn negotiate(req: &Request<'_>, size: u64, limits: &Limits) -> Negotiated {
     let mut n = Negotiated { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeout: None, oack: Vec::new() };
     // Order of the OACK follows a fixed order; clients look options up by name.
-    if let (Some(v), Some(name)) = (req.option("blksize"), req.option_spelling("blksize")) {
-        if let Ok(want) = v.trim().parse::<u32>() {
-            if want >= u32::from(MIN_BLKSIZE) {
+    if let (Some(v), Some(name)) = (req.option("blksize"), req.option_spelling("blksize"))
+        && let Ok(want) = v.trim().parse::<u32>()
+            && want >= u32::from(MIN_BLKSIZE) {
                 let cap = limits.max_blksize.clamp(MIN_BLKSIZE, MAX_BLKSIZE);
                 let grant = want.min(u32::from(cap)) as u16;
                 n.blksize = grant;
                 n.oack.push((name.to_string(), grant.to_string()));
             }
-        }
-    }
     if let (Some(v), Some(name)) = (req.option("tsize"), req.option_spelling("tsize")) {
         // In a read request the client sends 0 and expects the size back.
         if v.trim().parse::<u64>().is_ok() {
             n.oack.push((name.to_string(), size.to_string()));
         }
     }
-    if let (Some(v), Some(name)) = (req.option("timeout"), req.option_spelling("timeout")) {
-        if let Ok(secs) = v.trim().parse::<u8>() {
-            if secs >= 1 {
+    if let (Some(v), Some(name)) = (req.option("timeout"), req.option_spelling("timeout"))
+        && let Ok(secs) = v.trim().parse::<u8>()
+            && secs >= 1 {
                 n.timeout = Some(Duration::from_secs(u64::from(secs)));
                 n.oack.push((name.to_string(), secs.to_string()));
             }
-        }
-    }
-    if let (Some(v), Some(name)) = (req.option("windowsize"), req.option_spelling("windowsize")) {
-        if let Ok(want) = v.trim().parse::<u32>() {
-            if (1..=65535).contains(&want) {
+    if let (Some(v), Some(name)) = (req.option("windowsize"), req.option_spelling("windowsize"))
+        && let Ok(want) = v.trim().parse::<u32>()
+            && (1..=65535).contains(&want) {
                 let grant = want.min(u32::from(limits.max_windowsize.max(1))) as u16;
                 n.windowsize = grant;
                 n.oack.push((name.to_string(), grant.to_string()));
             }
-        }
-    }
     n
 }
 

@@ -132,9 +132,12 @@ fn take_str(b: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
     Ok((&b[..end], &b[end + 1..]))
 }
 
+/// Option name/value pairs borrowed from a datagram.
+pub type OptionPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// Option pairs. Lenient where real clients are sloppy: a trailing name without a value,
 /// or trailing NUL padding, ends the list instead of failing the request.
-fn take_options(mut b: &[u8]) -> Result<Vec<(&[u8], &[u8])>, DecodeError> {
+fn take_options(mut b: &[u8]) -> Result<OptionPairs<'_>, DecodeError> {
     let mut out = Vec::new();
     while !b.is_empty() && out.len() < MAX_OPTIONS {
         let Ok((name, rest)) = take_str(b) else { break };

@@ -42,11 +42,14 @@ pub struct Shared {
     per_client: Mutex<HashMap<IpAddr, u32>>,
     /// Transfers in progress by (listener, client address): dedups retransmitted RRQs and,
     /// in single-port mode, routes the client's datagrams to its transfer.
-    active: Mutex<HashMap<(usize, SocketAddr), Option<mpsc::Sender<Bytes>>>>,
+    active: Mutex<HashMap<RouteKey, Option<mpsc::Sender<Bytes>>>>,
     shards: Shards,
 }
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// (listener index, client address): one transfer per client port and listener.
+type RouteKey = (usize, SocketAddr);
 
 /// Transfers run on a few single-threaded runtimes, one OS thread each, handed out
 /// round-robin. A transfer is a ping-pong of one datagram in, a few out: on a

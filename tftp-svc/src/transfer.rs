@@ -239,11 +239,10 @@ async fn drive(sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &
             Action::GiveUp => return Outcome::TimedOut,
             Action::Wait => {}
             Action::SendOack => {
-                if let Err(e) = link.send(&[oack]).await {
-                    if fatal(&e) {
+                if let Err(e) = link.send(&[oack]).await
+                    && fatal(&e) {
                         return Outcome::IoError;
                     }
-                }
                 deadline = tokio::time::Instant::now() + sender.rto();
             }
             Action::SendBlocks { first, last } => {
@@ -254,11 +253,10 @@ async fn drive(sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &
                     bytes += body.len() as u64;
                     window.push((packet::data_header(Sender::wire_block(n)), body));
                 }
-                if let Err(e) = link.send_window(&window).await {
-                    if fatal(&e) {
+                if let Err(e) = link.send_window(&window).await
+                    && fatal(&e) {
                         return Outcome::IoError;
                     }
-                }
                 m::bytes_sent(bytes);
                 deadline = tokio::time::Instant::now() + sender.rto();
             }
