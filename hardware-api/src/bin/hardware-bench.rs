@@ -488,6 +488,14 @@ async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
     if let Some(reg) = reg {
         m("registry_cpu_us_per_req", format!("{:.1}", per_req(reg)));
     }
+    if let Some(reg) = reg {
+        // What the machine could do if the client and the registry had every core to
+        // themselves: less sensitive to other load than the measured rate.
+        let both = per_req(own) + per_req(reg);
+        if both > 0.0 {
+            m("cpu_bound_capacity_per_sec", format!("{:.0}", cores * 1e6 / both));
+        }
+    }
     m("machine_busy_percent", format!("{:.0}", pct_of_machine(machine)));
     if reg.is_some() {
         m("other_processes_cpu_percent", format!("{:.0}", pct_of_machine(other)));
