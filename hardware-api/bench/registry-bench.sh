@@ -9,7 +9,14 @@
 #
 # Other knobs (environment): BENCH_SEED_CONCURRENCY (64), BENCH_GRPC_CONCURRENCY (16),
 # BENCH_GRPC_DURATION (10s), BENCH_GRPC_CONNECTIONS (1), BENCH_CACHE_LOOKUPS (10000000),
-# BENCH_SKIP_BUILD=1 to use the binaries already in target/release.
+# BENCH_CLIENT_THREADS (tokio workers of the load generator; default one per core),
+# BENCH_SKIP_BUILD=1 to use the binaries already in target/release, BENCH_SKIP_BASELINE=1
+# to skip the gRPC health-check baseline.
+#
+# Everything runs on this machine: the load generator shares the cores with the registry,
+# so anything else busy on the machine lowers the figures. The gRPC step reports how much
+# CPU other processes took while it measured ("other processes' CPU") and the CPU time
+# per call of the client and of the registry, which depend much less on other load.
 set -euo pipefail
 
 MACHINES="${BENCH_MACHINES:-100000}"
@@ -18,6 +25,7 @@ GRPC_CONCURRENCY="${BENCH_GRPC_CONCURRENCY:-16}"
 GRPC_DURATION="${BENCH_GRPC_DURATION:-10s}"
 GRPC_CONNECTIONS="${BENCH_GRPC_CONNECTIONS:-1}"
 CACHE_LOOKUPS="${BENCH_CACHE_LOOKUPS:-10000000}"
+CLIENT_THREADS="${BENCH_CLIENT_THREADS:-}"
 TARGET_REGISTRY_RSS_MIB=500
 
 [[ "$MACHINES" =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_MACHINES must be a positive integer" >&2; exit 2; }
@@ -27,8 +35,14 @@ cd "$ROOT"
 
 WORK=""
 SERVER_PID=""
+STEP_PID=""
 cleanup() {
     local rc=$?
+    # A step still running (interrupted run): stop it first (timeout passes TERM on).
+    if [[ -n "$STEP_PID" ]] && kill -0 "$STEP_PID" 2>/dev/null; then
+        kill -TERM "$STEP_PID" 2>/dev/null || true
+        wait "$STEP_PID" 2>/dev/null || true
+    fi
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         # Give it its shutdown grace, then make sure.
@@ -56,6 +70,19 @@ WORK="$(mktemp -d -t registry-bench.XXXXXX)"
 mkdir -p "$WORK/data"
 
 step() { printf '\n== %s\n' "$*"; }
+
+# run_step OUT CMD...: runs CMD in the background with stdout to OUT, waits for it (a
+# wait that a signal interrupts, so Ctrl-C stops the run at once), then prints OUT.
+run_step() {
+    local out=$1 rc=0
+    shift
+    "$@" >"$out" &
+    STEP_PID=$!
+    wait "$STEP_PID" || rc=$?
+    STEP_PID=""
+    cat "$out"
+    return "$rc"
+}
 
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     step "build (release)"
@@ -96,11 +123,16 @@ for _ in $(seq 1 50); do
 done
 echo "registry listening on $ADDR"
 
+CLIENT_ARGS=()
+if [[ -n "$CLIENT_THREADS" ]]; then
+    CLIENT_ARGS=(--worker-threads "$CLIENT_THREADS")
+fi
+
 export IRONBOOT_REGISTRY="http://$ADDR"
 export IRONBOOT_REGISTRY_TOKEN="$TOKEN"
 
 step "seed $MACHINES machines ($SEED_CONCURRENCY concurrent writers)"
-timeout 1800 "$BENCH" seed --count "$MACHINES" --concurrency "$SEED_CONCURRENCY" | tee "$WORK/seed.out"
+run_step "$WORK/seed.out" timeout 1800 "$BENCH" "${CLIENT_ARGS[@]}" seed --count "$MACHINES" --concurrency "$SEED_CONCURRENCY"
 
 read_rss() { # KEY (VmRSS or VmHWM) -> KiB
     awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER_PID/status"
@@ -108,11 +140,20 @@ read_rss() { # KEY (VmRSS or VmHWM) -> KiB
 echo "registry RSS after seeding: $(( $(read_rss VmRSS) / 1024 )) MiB"
 
 step "gRPC GetHardware by MAC ($GRPC_CONCURRENCY concurrent clients, $GRPC_DURATION)"
-timeout 120 "$BENCH" grpc --count "$MACHINES" --concurrency "$GRPC_CONCURRENCY" \
-    --duration "$GRPC_DURATION" --connections "$GRPC_CONNECTIONS" | tee "$WORK/grpc.out"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+run_step "$WORK/grpc.out" timeout 120 "$BENCH" "${CLIENT_ARGS[@]}" grpc --count "$MACHINES" --concurrency "$GRPC_CONCURRENCY" \
+    --duration "$GRPC_DURATION" --connections "$GRPC_CONNECTIONS" --registry-pid "$SERVER_PID"
+
+if [[ "${BENCH_SKIP_BASELINE:-0}" != 1 ]]; then
+    step "baseline: gRPC health check, same clients (the gRPC stack without store work)"
+    run_step "$WORK/health.out" timeout 120 "$BENCH" "${CLIENT_ARGS[@]}" grpc --rpc health --concurrency "$GRPC_CONCURRENCY" \
+        --duration "$GRPC_DURATION" --connections "$GRPC_CONNECTIONS" --registry-pid "$SERVER_PID"
+else
+    : >"$WORK/health.out"
+fi
 
 step "cache: full list+sync, by_mac lookups, RSS"
-timeout 600 "$BENCH" cache --count "$MACHINES" --lookups "$CACHE_LOOKUPS" | tee "$WORK/cache.out"
+run_step "$WORK/cache.out" timeout 600 "$BENCH" "${CLIENT_ARGS[@]}" cache --count "$MACHINES" --lookups "$CACHE_LOOKUPS"
 
 step "registry memory"
 kill -0 "$SERVER_PID" 2>/dev/null || { echo "the registry died during the benchmark" >&2; exit 1; }
@@ -136,13 +177,19 @@ res() { # FILE TARGET -> PASS/MISS
 }
 
 step "summary ($MACHINES machines, $(nproc) cores)"
-printf '%-36s %14s  %-12s %s\n' "figure" "value" "target" "result"
-row() { printf '%-36s %14s  %-12s %s\n' "$1" "$2" "$3" "$4"; }
+printf '%-42s %14s  %-12s %s\n' "figure" "value" "target" "result"
+row() { printf '%-42s %14s  %-12s %s\n' "$1" "$2" "$3" "$4"; }
 row "seed rate (machines/s)" "$(val "$WORK/seed.out" seed_machines_per_sec)" "-" ""
 row "gRPC GetHardware by MAC (req/s)" "$(val "$WORK/grpc.out" grpc_lookups_per_sec)" ">= 20000" "$(res "$WORK/grpc.out" grpc_lookups_per_sec)"
-row "gRPC latency p50 (µs)" "$(val "$WORK/grpc.out" grpc_latency_p50_us)" "-" ""
-row "gRPC latency p99 (µs)" "$(val "$WORK/grpc.out" grpc_latency_p99_us)" "-" ""
+row "gRPC latency p50 (us)" "$(val "$WORK/grpc.out" grpc_latency_p50_us)" "-" ""
+row "gRPC latency p99 (us)" "$(val "$WORK/grpc.out" grpc_latency_p99_us)" "-" ""
 row "gRPC errors" "$(val "$WORK/grpc.out" grpc_errors)" "0" ""
+row "gRPC CPU/call: client (us)" "$(val "$WORK/grpc.out" grpc_client_cpu_us_per_req)" "-" ""
+row "gRPC CPU/call: registry (us)" "$(val "$WORK/grpc.out" grpc_registry_cpu_us_per_req)" "-" ""
+row "gRPC CPU-bound capacity (req/s)" "$(val "$WORK/grpc.out" grpc_cpu_bound_capacity_per_sec)" "-" ""
+row "other processes' CPU during gRPC (%)" "$(val "$WORK/grpc.out" grpc_other_processes_cpu_percent)" "~0" ""
+row "baseline: health checks (calls/s)" "$(val "$WORK/health.out" grpc_health_calls_per_sec)" "-" ""
+row "baseline: CPU/call client+registry (us)" "$(val "$WORK/health.out" grpc_health_client_cpu_us_per_req)+$(val "$WORK/health.out" grpc_health_registry_cpu_us_per_req)" "-" ""
 row "cache full list+sync (s)" "$(val "$WORK/cache.out" cache_sync_seconds)" "< 3" "$(res "$WORK/cache.out" cache_sync_seconds)"
 row "cache by_mac lookup (ns/op, 1 thread)" "$(val "$WORK/cache.out" cache_lookup_ns)" "< 1000" "$(res "$WORK/cache.out" cache_lookup_ns)"
 row "cache by_mac lookup (ns/op, all cores)" "$(val "$WORK/cache.out" cache_lookup_parallel_ns)" "-" ""

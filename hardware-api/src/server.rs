@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 use ironboot_proto::pb::hardware_service_server::HardwareServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::auth::Tokens;
@@ -216,7 +216,9 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(HardwareServiceServer::new(registry))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        // TCP_NODELAY on accepted connections: with Nagle on, small gRPC replies waited
+        // up to 40 ms (measured p99.9 44 ms by hardware-api/bench/registry-bench.sh).
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
     tokio::pin!(serve);
     // In-flight calls get the grace period to finish once shutdown starts.
     let grace = config.shutdown_grace;

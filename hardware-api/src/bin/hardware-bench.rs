@@ -126,9 +126,7 @@ fn name_of(i: u32) -> String {
 fn machine(i: u32) -> Hardware {
     let name = name_of(i);
     Hardware {
-        labels: [("bench".to_string(), "registry".to_string()), ("rack".to_string(), format!("r{:03}", i % 500))]
-            .into_iter()
-            .collect(),
+        labels: [("bench".to_string(), "registry".to_string()), ("rack".to_string(), format!("r{:03}", i % 500))].into_iter().collect(),
         interfaces: vec![Interface {
             mac: mac_of(i).to_string(),
             dhcp: Some(Dhcp {
@@ -207,29 +205,37 @@ async fn seed(registry: &RegistryArgs, count: u32, concurrency: usize) -> Result
         let mut client = client.clone();
         let (next, created, updated, unchanged) = (next.clone(), created.clone(), updated.clone(), unchanged.clone());
         tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i > count {
-                    return Ok::<(), anyhow::Error>(());
+            let res = async {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i > count {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    let req = UpdateHardwareRequest {
+                        hardware: Some(machine(i)),
+                        expected_revision: 0,
+                        allow_missing: true,
+                        validate_only: false,
+                    };
+                    let resp = tokio::time::timeout(Duration::from_secs(60), client.update_hardware(req))
+                        .await
+                        .with_context(|| format!("{}: no answer within 60 s", name_of(i)))?
+                        .map_err(|s| anyhow::anyhow!("{}: {}: {}", name_of(i), s.code(), s.message()))?
+                        .into_inner();
+                    let counter = match UpdateOutcome::try_from(resp.outcome) {
+                        Ok(UpdateOutcome::Created) => &created,
+                        Ok(UpdateOutcome::Updated) => &updated,
+                        _ => &unchanged,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
-                let req = UpdateHardwareRequest {
-                    hardware: Some(machine(i)),
-                    expected_revision: 0,
-                    allow_missing: true,
-                    validate_only: false,
-                };
-                let resp = tokio::time::timeout(Duration::from_secs(60), client.update_hardware(req))
-                    .await
-                    .with_context(|| format!("{}: no answer within 60 s", name_of(i)))?
-                    .map_err(|s| anyhow::anyhow!("{}: {}: {}", name_of(i), s.code(), s.message()))?
-                    .into_inner();
-                let counter = match UpdateOutcome::try_from(resp.outcome) {
-                    Ok(UpdateOutcome::Created) => &created,
-                    Ok(UpdateOutcome::Updated) => &updated,
-                    _ => &unchanged,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
             }
+            .await;
+            if res.is_err() {
+                // Stop the other writers: a refused write makes the figures meaningless.
+                next.store(count + 1, Ordering::Relaxed);
+            }
+            res
         }));
     }
     // Progress on stderr so a long seed shows it is alive.
@@ -250,8 +256,6 @@ async fn seed(registry: &RegistryArgs, count: u32, concurrency: usize) -> Result
         match t.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                // Stop the others: a refused write means the figures are meaningless.
-                next.store(count + 1, Ordering::Relaxed);
                 first_error.get_or_insert(e);
             }
             Err(e) => {
@@ -395,12 +399,7 @@ async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
         let mut caller = callers[k % callers.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x5EED_0000 + k as u64);
-            let mut r = GrpcTaskResult {
-                latencies_ns: Vec::with_capacity(1 << 16),
-                errors: 0,
-                first_error: None,
-                last_done: None,
-            };
+            let mut r = GrpcTaskResult { latencies_ns: Vec::with_capacity(1 << 16), errors: 0, first_error: None, last_done: None };
             loop {
                 let i = rng.index(count);
                 let start = Instant::now();
@@ -581,7 +580,8 @@ async fn cache(registry: &RegistryArgs, count: u32, lookups: u64, sync_timeout: 
         let k = (rng.next() % (j as u64 + 1)) as usize;
         keys.swap(j, k);
     }
-    let unknown: Vec<MacAddr> = (1..=count.min(100_000)).map(|i| MacAddr([0x06, 0x00, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8])).collect();
+    let unknown: Vec<MacAddr> =
+        (1..=count.min(100_000)).map(|i| MacAddr([0x06, 0x00, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8])).collect();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let c = cache.clone();
     let (single_ns, hits, miss_ns, multi_ns) = tokio::task::spawn_blocking(move || {
