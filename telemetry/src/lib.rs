@@ -71,3 +71,43 @@ pub async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// The tail of every service's `main`: lift the open-files limit, start the multi-thread
+/// runtime (OpenTelemetry export needs one later), run `serve` until it returns, and turn
+/// its error into a log line, a message on stderr and a failing exit code.
+pub fn run_service<Fut, E>(name: &str, serve: impl FnOnce() -> Fut) -> std::process::ExitCode
+where
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    raise_fd_limit();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{name} failed");
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every transfer or connection holds a descriptor: lift the soft open-files limit to the
+/// hard one, so the service's own limits, not the default 1024, are the bound.
+pub fn raise_fd_limit() {
+    use nix::libc::{RLIMIT_NOFILE, getrlimit, rlimit, setrlimit};
+    let mut lim = rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain libc calls on a stack struct.
+    unsafe {
+        if getrlimit(RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = setrlimit(RLIMIT_NOFILE, &lim);
+        }
+    }
+}
