@@ -72,6 +72,25 @@ pub struct CacheStatus {
     pub relists: u64,
 }
 
+const M_RECORDS: &str = "hardware_cache_records";
+const M_SYNCED: &str = "hardware_cache_synced";
+const M_CONNECTED: &str = "hardware_cache_connected";
+const M_REVISION: &str = "hardware_cache_revision";
+const M_STALENESS: &str = "hardware_cache_staleness_seconds";
+const M_RELISTS: &str = "hardware_cache_relists_total";
+const M_FALLBACKS: &str = "hardware_cache_fallback_lookups_total";
+
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(M_RECORDS, "Hardware records held by this service's registry cache.");
+    describe_gauge!(M_SYNCED, "1 once the registry cache has completed a full list, else 0.");
+    describe_gauge!(M_CONNECTED, "1 while the cache's watch stream to the registry is up, else 0.");
+    describe_gauge!(M_REVISION, "Registry store revision the cache has caught up to.");
+    describe_gauge!(M_STALENESS, Unit::Seconds, "Seconds since the registry last said anything to the cache (event, bookmark or list); since start if never.");
+    describe_counter!(M_RELISTS, "Full lists of the registry (the first sync, then each time a watch could not resume).");
+    describe_counter!(M_FALLBACKS, "Cache misses by what the fallback GetHardware did: found, not_found, error, recent_miss (skipped), busy (skipped).");
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("registry unreachable and machine not cached: {0}")]
@@ -158,6 +177,8 @@ struct Inner {
     connected: AtomicBool,
     last_contact: Mutex<Option<Instant>>,
     relists: AtomicU64,
+    /// When the cache started: staleness counts from here until the registry first speaks.
+    started: Instant,
     client: HardwareClient,
     config: CacheConfig,
     fallbacks: Semaphore,
@@ -182,6 +203,7 @@ impl HardwareCache {
             connected: AtomicBool::new(false),
             last_contact: Mutex::new(None),
             relists: AtomicU64::new(0),
+            started: Instant::now(),
             fallbacks: Semaphore::new(config.max_concurrent_fallbacks),
             negative: Mutex::new(HashMap::new()),
             client,
@@ -192,7 +214,32 @@ impl HardwareCache {
         if let Ok(mut t) = inner.task.lock() {
             *t = Some(handle);
         }
+        // Size, sync state and staleness are read when /metrics is scraped: nothing on
+        // the lookup path. The hook ends with the cache.
+        let weak = Arc::downgrade(&inner);
+        ironboot_telemetry::metrics::on_scrape(move || match weak.upgrade() {
+            Some(inner) => {
+                HardwareCache { inner }.record_metrics();
+                true
+            }
+            None => false,
+        });
         HardwareCache { inner }
+    }
+
+    /// Sets the `hardware_cache_*` gauges from [`HardwareCache::status`] (run at scrape
+    /// time; names and meanings in the README's Metrics section).
+    pub fn record_metrics(&self) {
+        static DESCRIBED: std::sync::Once = std::sync::Once::new();
+        DESCRIBED.call_once(describe_metrics);
+        let st = self.status();
+        let staleness = st.since_contact.unwrap_or_else(|| self.inner.started.elapsed());
+        metrics::gauge!(M_RECORDS).set(st.records as f64);
+        metrics::gauge!(M_SYNCED).set(if st.synced { 1.0 } else { 0.0 });
+        metrics::gauge!(M_CONNECTED).set(if st.connected { 1.0 } else { 0.0 });
+        metrics::gauge!(M_REVISION).set(st.revision as f64);
+        metrics::gauge!(M_STALENESS).set(staleness.as_secs_f64());
+        metrics::counter!(M_RELISTS).absolute(st.relists);
     }
 
     /// Stops following the registry; lookups keep answering from what is cached.
@@ -272,11 +319,13 @@ impl HardwareCache {
         let ttl = self.inner.config.negative_ttl;
         if let Ok(neg) = self.inner.negative.lock() {
             if neg.get(&key).is_some_and(|t| t.elapsed() < ttl) {
+                metrics::counter!(M_FALLBACKS, "result" => "recent_miss").increment(1);
                 return Ok(None);
             }
         }
         let Ok(_permit) = self.inner.fallbacks.try_acquire() else {
             // Too many misses at once: this is a flood, not a fresh registration.
+            metrics::counter!(M_FALLBACKS, "result" => "busy").increment(1);
             return if self.is_synced() {
                 Ok(None)
             } else {
@@ -291,6 +340,13 @@ impl HardwareCache {
         };
         let mut client = self.inner.client.clone();
         let res = tokio::time::timeout(self.inner.config.lookup_timeout, client.get_hardware(req)).await;
+        let result = match &res {
+            Ok(Ok(r)) if r.get_ref().hardware.is_some() => "found",
+            Ok(Ok(_)) => "not_found",
+            Ok(Err(status)) if status.code() == Code::NotFound => "not_found",
+            _ => "error",
+        };
+        metrics::counter!(M_FALLBACKS, "result" => result).increment(1);
         match res {
             Ok(Ok(resp)) => match resp.into_inner().hardware {
                 Some(hw) => {
