@@ -10,6 +10,7 @@
 //! - [`auth`]: bearer tokens with `read` and `write` roles;
 //! - [`service`]: the gRPC handlers, including the resumable watch stream;
 //! - [`server`]: flags, TLS, health, reflection and graceful shutdown around them;
+//! - [`metrics`]: calls by method and status code, store size, on the admin listener;
 //! - [`manifest`]: the YAML/JSON forms operators write (ours and Tinkerbell's), used by
 //!   `hwctl`;
 //! - [`hwctl`]: the operator CLI itself (the `hwctl` binary is a thin wrapper);
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod hwctl;
 pub mod manifest;
+pub mod metrics;
 pub mod selector;
 pub mod server;
 pub mod service;

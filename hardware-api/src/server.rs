@@ -14,6 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::auth::Tokens;
+use crate::metrics::Metered;
 use crate::service::Registry;
 use crate::store::HardwareStore;
 use crate::store::redb::RedbStore;
@@ -81,6 +82,10 @@ pub struct Config {
     #[arg(long, env = "HARDWARE_API_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime_secs)]
     pub shutdown_grace: Duration,
 
+    /// Admin HTTP listener: /metrics (Prometheus) and /healthz. Empty to disable.
+    #[arg(long, env = "HARDWARE_API_ADMIN_LISTEN", default_value = "127.0.0.1:9061")]
+    pub admin_listen: String,
+
     /// Check the configuration (tokens, TLS files, data directory), print a summary and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -128,6 +133,15 @@ impl Config {
         Ok(Some(tls))
     }
 
+    /// The admin listener's address, or None when `--admin-listen` is empty.
+    pub fn admin_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let s = self.admin_listen.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(|_| anyhow::anyhow!("--admin-listen {s:?}: expected ADDRESS:PORT, or empty to disable"))
+    }
+
     pub fn open_store(&self) -> anyhow::Result<RedbStore> {
         Ok(match self.store {
             StoreKind::Memory => RedbStore::in_memory(self.event_retention)?,
@@ -152,12 +166,32 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 }
 
 /// Runs the registry on an already bound listener (tests bind port 0 first and read
-/// the port back). With `--check-config` the listener is not needed.
+/// the port back), with the admin listener of `--admin-listen`. With `--check-config`
+/// the listener is not needed.
 pub async fn serve(
     config: Config,
     listener: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let admin = match config.admin_addr()? {
+        Some(addr) if !config.check_config => {
+            Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?)
+        }
+        _ => None,
+    };
+    serve_with_admin(config, listener, admin, shutdown).await
+}
+
+/// [`serve`] with an already bound admin listener (or none), in place of `--admin-listen`.
+pub async fn serve_with_admin(
+    config: Config,
+    listener: Option<TcpListener>,
+    admin: Option<TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // The recorder first: metric handles registered before it exists are no-ops.
+    let metrics_handle = ironboot_telemetry::metrics::init_metrics();
+    crate::metrics::describe();
     let tokens = config.load_tokens()?;
     let tls = config.tls()?;
     if tokens.is_empty() {
@@ -185,11 +219,29 @@ pub async fn serve(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let admin_stop = stop_rx.clone();
     let registry = Registry::new(store.clone() as Arc<dyn HardwareStore>, tokens, stop_rx, config.bookmark_interval);
+    let registry = crate::metrics::Metered::new(registry);
+    let weak_store: std::sync::Weak<RedbStore> = Arc::downgrade(&store);
+    crate::metrics::watch_store(weak_store);
+    if let Some(admin) = admin {
+        let addr = admin.local_addr()?;
+        let app = ironboot_telemetry::metrics::admin_router(metrics_handle, Arc::new(|| true));
+        tokio::spawn(async move {
+            let mut stop = admin_stop;
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(admin, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+        tracing::info!(addr = %addr, "admin listener (/metrics, /healthz)");
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<HardwareServiceServer<Registry>>()
+        .set_serving::<HardwareServiceServer<Metered<Registry>>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ironboot_proto::pb::FILE_DESCRIPTOR_SET)
@@ -209,7 +261,7 @@ pub async fn serve(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: refusing new calls, ending watch streams");
-        health_reporter.set_not_serving::<HardwareServiceServer<Registry>>().await;
+        health_reporter.set_not_serving::<HardwareServiceServer<Metered<Registry>>>().await;
         let _ = stop_tx.send(true);
     };
     let serve = builder

@@ -11,12 +11,14 @@ use tokio::sync::oneshot;
 
 use crate::auth::generate_token;
 use crate::manifest::parse_documents;
-use crate::server::{Config, serve};
+use crate::server::{Config, serve_with_admin};
 
 pub struct TestRegistry {
     pub endpoint: String,
     pub write_token: String,
     pub read_token: String,
+    /// The registry's admin listener (`/metrics`, `/healthz`), on the same address.
+    pub admin_addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -33,6 +35,8 @@ impl TestRegistry {
         let read_token = generate_token();
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let admin = tokio::net::TcpListener::bind((addr.ip(), 0)).await.expect("bind admin");
+        let admin_addr = admin.local_addr().expect("admin addr");
         let config = Config::parse_from([
             "hardware-api",
             "--store",
@@ -49,11 +53,11 @@ impl TestRegistry {
             let stop = async move {
                 let _ = rx.await;
             };
-            if let Err(e) = serve(config, Some(listener), stop).await {
+            if let Err(e) = serve_with_admin(config, Some(listener), Some(admin), stop).await {
                 eprintln!("test registry failed: {e:#}");
             }
         });
-        let reg = TestRegistry { endpoint: format!("http://{addr}"), write_token, read_token, stop: Some(tx) };
+        let reg = TestRegistry { endpoint: format!("http://{addr}"), write_token, read_token, admin_addr, stop: Some(tx) };
         // Ready when a call gets through.
         for _ in 0..100 {
             if let Ok(mut c) = reg.client_with(&reg.read_token.clone()).await {

@@ -43,6 +43,8 @@ impl Registry {
             .args(["--log-format", "json", "--bookmark-interval", "1s"])
             .args(extra)
             .env("HARDWARE_API_TOKENS", format!("write:{WRITE_TOKEN},read:{READ_TOKEN}"))
+            // Tests run registries side by side: any free port (read back by admin_addr).
+            .env("HARDWARE_API_ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -82,6 +84,17 @@ impl Registry {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The admin listener's address, from the registry's "admin listener" log line.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        let log = self.log.lock().unwrap().clone();
+        log.lines()
+            .filter(|l| l.contains("admin listener"))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get("addr")?.as_str()?.parse().ok())
+            .last()
+            .unwrap_or_else(|| panic!("no admin listener in the log:\n{log}"))
     }
 
     pub fn pid(&self) -> u32 {
