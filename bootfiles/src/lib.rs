@@ -22,7 +22,7 @@ pub mod path;
 pub use args::CatalogueArgs;
 pub use catalogue::{BootFile, Catalogue, CatalogueConfig, SourceDir};
 pub use gate::{Decision, Refusal, UnknownClients};
-pub use path::{PathError, RequestPath, TraceParent, parse_request_path};
+pub use path::{PathError, RequestPath, TraceParent, parse_request_path, suffix_traceparent};
 
 /// Why a request for a file is not served, in one place for both protocols.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -7,69 +7,13 @@
 //! checked lexically: the catalogue lookup that follows only ever sees a clean relative
 //! name, never something the filesystem would interpret.
 
-use std::fmt;
-
 use ironboot_proto::MacAddr;
 
 /// Longest request path accepted (TFTP's request packet is 512 bytes in RFC 1350; HTTP
 /// paths are longer only when someone is probing).
 pub const MAX_PATH_LEN: usize = 1024;
 
-/// A W3C trace context parent taken from a Smee-style file name suffix.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TraceParent {
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    pub flags: u8,
-}
-
-impl TraceParent {
-    /// All-zero ids are invalid in W3C trace context: such a suffix is stripped but does
-    /// not become a span parent.
-    pub fn is_valid(&self) -> bool {
-        self.trace_id != [0; 16] && self.span_id != [0; 8]
-    }
-
-    /// The `traceparent` header value (`00-<trace>-<span>-<flags>`).
-    pub fn header_value(&self) -> String {
-        self.to_string()
-    }
-
-    /// Parses a W3C `traceparent` header value (`00-<32 hex>-<16 hex>-<2 hex>`), the
-    /// form HTTP clients send; the same rules as the file-name suffix (lowercase hex,
-    /// version 00). Surrounding whitespace is ignored. All-zero ids parse but are not
-    /// [`valid`](Self::is_valid).
-    pub fn from_header(value: &str) -> Option<TraceParent> {
-        let v = value.trim();
-        if v.len() != SUFFIX_LEN - 1 || !v.is_ascii() {
-            return None;
-        }
-        match split_traceparent(&format!("x-{v}")) {
-            ("x", tp) => tp,
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for TraceParent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("00-")?;
-        for b in self.trace_id {
-            write!(f, "{b:02x}")?;
-        }
-        f.write_str("-")?;
-        for b in self.span_id {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "-{:02x}", self.flags)
-    }
-}
-
-impl fmt::Debug for TraceParent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+pub use ironboot_telemetry::TraceParent;
 
 /// A request path after the MAC prefix and traceparent suffix are removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +99,12 @@ pub fn check_relative(name: &str) -> Result<(), PathError> {
     Ok(())
 }
 
+/// The traceparent of a Smee-style `-00-…` suffix on `name`, without parsing the rest:
+/// what a service needs before it opens the request's span.
+pub fn suffix_traceparent(name: &str) -> Option<TraceParent> {
+    split_traceparent(name).1.filter(TraceParent::is_valid)
+}
+
 /// Length of `-00-` + 32 hex + `-` + 16 hex + `-` + 2 hex.
 const SUFFIX_LEN: usize = 4 + 32 + 1 + 16 + 1 + 2;
 
@@ -168,31 +118,10 @@ fn split_traceparent(s: &str) -> (&str, Option<TraceParent>) {
     if head.ends_with('/') {
         return (s, None);
     }
-    let b = suffix.as_bytes();
-    if &b[..4] != b"-00-" || b[36] != b'-' || b[53] != b'-' {
-        return (s, None);
+    match suffix.strip_prefix('-').and_then(TraceParent::parse) {
+        Some(tp) => (head, Some(tp)),
+        None => (s, None),
     }
-    let (Some(trace), Some(span), Some(flags)) = (hex_bytes::<16>(&b[4..36]), hex_bytes::<8>(&b[37..53]), hex_bytes::<1>(&b[54..56])) else {
-        return (s, None);
-    };
-    (head, Some(TraceParent { trace_id: trace, span_id: span, flags: flags[0] }))
-}
-
-/// Lowercase hex only, as W3C trace context requires.
-fn hex_bytes<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
-    let val = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = (val(pair[0])? << 4) | val(pair[1])?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -80,6 +80,13 @@ pub struct Config {
     #[arg(long, env = "DHCP_UNREGISTERED_LOG_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub unregistered_log_interval: Duration,
 
+    /// Hand netboot clients the boot's W3C trace context: a `-00-<trace>-<span>-<flags>`
+    /// suffix on TFTP boot file names (stripped by tftp-svc), `?traceparent=` on HTTP
+    /// URLs, and option 43 sub-option 69 for PXE firmware. Set false for a firmware that
+    /// cannot cope with the longer names.
+    #[arg(long, env = "DHCP_TRACE_CONTEXT", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub trace_context: bool,
+
     /// Admin HTTP listener: /metrics, /healthz, /unregistered.
     #[arg(long, env = "DHCP_ADMIN_LISTEN", default_value = "127.0.0.1:9067")]
     pub admin_listen: SocketAddr,
@@ -140,6 +147,7 @@ impl Config {
             ipxe_user_classes: self.ipxe_user_classes.clone(),
             boot_files,
             endpoints: Endpoints { http },
+            trace_context: self.trace_context,
         })
     }
 }

@@ -6,9 +6,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ironboot_proto::MacAddr;
 use ironboot_proto::pb::{Hardware, Interface};
+use ironboot_telemetry::trace::{TRACEPARENT_BYTES, TRACEPARENT_LEN, TraceParent};
 
 use crate::netboot::{BootAnswer, BootFiles, Client, Endpoints, boot_answer, classify};
-use crate::packet::{MessageType, Reply, Request, code};
+use crate::packet::{MessageType, Options, Reply, Request, code};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -36,6 +37,8 @@ pub struct Settings {
     pub ipxe_user_classes: Vec<String>,
     pub boot_files: BootFiles,
     pub endpoints: Endpoints,
+    /// Whether netboot replies carry the boot's trace context (see `Arrival::trace`).
+    pub trace_context: bool,
 }
 
 /// Facts about where this request arrived.
@@ -50,6 +53,9 @@ pub struct Arrival {
     pub ingress_net: Option<(Ipv4Addr, Ipv4Addr)>,
     /// Arrived on the PXE boot-server port 4011.
     pub pxe_port: bool,
+    /// The trace context to hand a netboot client (its reply's span), so the fetch it
+    /// makes next joins the boot's trace; None for clients that get no boot answer.
+    pub trace: Option<TraceParent>,
 }
 
 /// Why we stay silent; each is a metric label.
@@ -89,7 +95,21 @@ pub enum Decision {
 }
 
 fn interface<'h>(hw: &'h Hardware, mac: &MacAddr) -> Option<&'h Interface> {
-    hw.interfaces.iter().find(|i| MacAddr::parse(&i.mac).ok().as_ref() == Some(mac))
+    hw.interfaces.iter().find(|i| same_mac(&i.mac, mac))
+}
+
+/// `MacAddr::parse(s) == Ok(mac)`, without parsing (and allocating) in the usual case
+/// of the registry's own spelling, `52:54:00:ee:0d:0b`.
+fn same_mac(s: &str, mac: &MacAddr) -> bool {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    let canonical = b.len() == 17
+        && mac.0.iter().enumerate().all(|(i, o)| {
+            b[i * 3].eq_ignore_ascii_case(&HEX[(o >> 4) as usize])
+                && b[i * 3 + 1].eq_ignore_ascii_case(&HEX[(o & 15) as usize])
+                && (i == 5 || b[i * 3 + 2] == b':')
+        });
+    canonical || MacAddr::parse(s).ok().as_ref() == Some(mac)
 }
 
 /// Network boot allowed for this machine on this interface? (`allow_pxe` absent means
@@ -162,17 +182,17 @@ fn reservation(req: &Request<'_>, hw: &Hardware, iface: &Interface, client: Clie
     if req.message_type == Inform {
         reply.ciaddr = req.ciaddr;
     }
-    let mut opts = Vec::new();
-    opts.push((code::SERVER_ID, at.server_id.octets().to_vec()));
+    // Identity and lease first: what must survive a small option 57.
+    reply.set(code::SERVER_ID, at.server_id.octets());
     if req.message_type != Inform {
         let lease = dhcp.map(|d| d.lease_time).filter(|l| *l > 0).unwrap_or(s.default_lease_secs).max(60);
-        opts.push((code::LEASE_TIME, lease.to_be_bytes().to_vec()));
-        opts.push((code::RENEWAL_T1, (lease / 2).to_be_bytes().to_vec()));
-        opts.push((code::REBINDING_T2, (lease / 8 * 7).to_be_bytes().to_vec()));
+        reply.set(code::LEASE_TIME, lease.to_be_bytes());
+        reply.set(code::RENEWAL_T1, (lease / 2).to_be_bytes());
+        reply.set(code::REBINDING_T2, (lease / 8 * 7).to_be_bytes());
     }
-    let boot = if netboot_allowed(hw, iface) { boot_options(&mut reply, &mut opts, req, client, iface, at, s) } else { None };
+    let boot = if netboot_allowed(hw, iface) { boot_options(&mut reply, req, client, iface, at, s) } else { None };
     let network = lease_options(iface, ip, mask, s);
-    finish(&mut reply, req, opts, network);
+    finish(&mut reply, req, &network);
     Decision::Reply { reply, client, boot }
 }
 
@@ -208,16 +228,15 @@ fn proxy(req: &Request<'_>, hw: &Hardware, iface: &Interface, client: Client, at
     if at.pxe_port {
         reply.ciaddr = req.ciaddr;
     }
-    let mut opts = vec![(code::SERVER_ID, at.server_id.octets().to_vec())];
-    let boot = boot_options(&mut reply, &mut opts, req, client, iface, at, s);
-    finish(&mut reply, req, opts, Vec::new());
+    reply.set(code::SERVER_ID, at.server_id.octets());
+    let boot = boot_options(&mut reply, req, client, iface, at, s);
+    finish(&mut reply, req, &Options::default());
     Decision::Reply { reply, client, boot }
 }
 
 /// Adds next-server, file and the boot options; returns what the client was told.
 fn boot_options(
     reply: &mut Reply,
-    opts: &mut Vec<(u8, Vec<u8>)>,
     req: &Request<'_>,
     client: Client,
     iface: &Interface,
@@ -240,26 +259,35 @@ fn boot_options(
     let target = match &answer {
         BootAnswer::UnknownArch(_) => return Some(answer),
         BootAnswer::TftpFile(f) => {
-            opts.push((code::VENDOR_CLASS, b"PXEClient".to_vec()));
-            // PXE vendor options: discovery control 8 = "use the boot file name given".
-            opts.push((code::VENDOR_SPECIFIC, vec![6, 1, 8, 255]));
-            f.clone()
+            reply.set(code::VENDOR_CLASS, b"PXEClient");
+            // PXE vendor options: discovery control 8 = "use the boot file name given";
+            // Smee's sub-option 69, the trace context in binary.
+            let mut pxe = vec![6, 1, 8];
+            if let Some(tp) = at.trace {
+                pxe.extend_from_slice(&[69, TRACEPARENT_BYTES as u8]);
+                pxe.extend_from_slice(&tp.to_bytes());
+            }
+            pxe.push(255);
+            reply.set(code::VENDOR_SPECIFIC, pxe);
+            with_trace_suffix(f, at.trace)
         }
         BootAnswer::HttpBinary(u) => {
-            opts.push((code::VENDOR_CLASS, b"HTTPClient".to_vec()));
-            u.clone()
+            reply.set(code::VENDOR_CLASS, b"HTTPClient");
+            // A query, not a suffix: UEFI HTTP boot checks the path ends in `.efi`.
+            with_trace_query(u, at.trace)
         }
         BootAnswer::Script(u) => {
             if s.mode == Mode::Proxy {
                 // iPXE treats an offer as ProxyDHCP only when it says PXEClient; it then
                 // asks us again on port 4011 and takes the script from that ACK.
-                opts.push((code::VENDOR_CLASS, b"PXEClient".to_vec()));
+                reply.set(code::VENDOR_CLASS, b"PXEClient");
             } else {
                 // iPXE option 175, sub-option 176 (no-pxedhcp): do not wait for a
                 // ProxyDHCP offer that will not come (saves ≈ 2 s per boot).
-                opts.push((code::IPXE_ENCAP, vec![176, 1, 1]));
+                reply.set(code::IPXE_ENCAP, [176, 1, 1]);
             }
-            u.clone()
+            // An operator's own `ipxe.url` is handed out exactly as written.
+            if script_override.is_some() { u.clone() } else { with_trace_query(u, at.trace) }
         }
     };
     reply.siaddr = at.next_server;
@@ -267,47 +295,68 @@ fn boot_options(
     if target.len() <= 127 {
         reply.file = target.clone().into_bytes();
         if wants(code::BOOTFILE) {
-            opts.push((code::BOOTFILE, target.into_bytes()));
+            reply.set(code::BOOTFILE, target);
         }
     } else {
         // Too long for the file field: option 67 only, never truncated.
-        opts.push((code::BOOTFILE, target.into_bytes()));
+        reply.set(code::BOOTFILE, target);
     }
     if wants(code::TFTP_SERVER) {
-        opts.push((code::TFTP_SERVER, at.next_server.to_string().into_bytes()));
+        reply.set(code::TFTP_SERVER, at.next_server.to_string());
     }
     Some(answer)
 }
 
+/// `<file>-00-<trace>-<span>-<flags>`: Smee's suffix, which tftp-svc and ipxe-http-svc
+/// strip and continue.
+fn with_trace_suffix(file: &str, trace: Option<TraceParent>) -> String {
+    let mut out = String::with_capacity(file.len() + 1 + TRACEPARENT_LEN);
+    out.push_str(file);
+    if let Some(tp) = trace {
+        out.push('-');
+        tp.write_to(&mut out);
+    }
+    out
+}
+
+/// `<url>?traceparent=…` (or `&traceparent=…` after an existing query).
+fn with_trace_query(url: &str, trace: Option<TraceParent>) -> String {
+    let mut out = String::with_capacity(url.len() + 13 + TRACEPARENT_LEN);
+    out.push_str(url);
+    if let Some(tp) = trace {
+        out.push_str(if url.contains('?') { "&traceparent=" } else { "?traceparent=" });
+        tp.write_to(&mut out);
+    }
+    out
+}
+
 /// The network configuration options of a reservation.
-fn lease_options(iface: &Interface, ip: Ipv4Addr, mask: Ipv4Addr, s: &Settings) -> Vec<(u8, Vec<u8>)> {
-    let Some(d) = iface.dhcp.as_ref() else { return vec![] };
-    let ips = |list: &[String]| -> Vec<u8> { list.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()).flat_map(|a| a.octets()).collect() };
-    let mut o = vec![(code::SUBNET_MASK, mask.octets().to_vec())];
+fn lease_options(iface: &Interface, ip: Ipv4Addr, mask: Ipv4Addr, s: &Settings) -> Options {
+    let Some(d) = iface.dhcp.as_ref() else { return Options::default() };
+    let mut o = Options::with_capacity(10, 128);
+    // A list of addresses as one option; nothing when none of them parses.
+    let ips = |o: &mut Options, c: u8, list: &[String]| {
+        o.set_nonempty_with(c, |v| list.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()).for_each(|a| v.extend_from_slice(&a.octets())))
+    };
+    o.set(code::SUBNET_MASK, &mask.octets());
     if let Ok(gw) = d.gateway.parse::<Ipv4Addr>() {
-        o.push((code::ROUTER, gw.octets().to_vec()));
+        o.set(code::ROUTER, &gw.octets());
     }
-    let dns = ips(&d.name_servers);
-    if !dns.is_empty() {
-        o.push((code::DNS, dns));
-    }
+    ips(&mut o, code::DNS, &d.name_servers);
     if !d.hostname.is_empty() {
-        o.push((code::HOSTNAME, d.hostname.clone().into_bytes()));
+        o.set(code::HOSTNAME, d.hostname.as_bytes());
     }
     if !d.domain.is_empty() {
-        o.push((code::DOMAIN_NAME, d.domain.clone().into_bytes()));
+        o.set(code::DOMAIN_NAME, d.domain.as_bytes());
     }
     let bcast = Ipv4Addr::from(u32::from(ip) | !u32::from(mask));
-    o.push((code::BROADCAST, bcast.octets().to_vec()));
-    let ntp = ips(&d.time_servers);
-    if !ntp.is_empty() {
-        o.push((code::NTP, ntp));
-    }
+    o.set(code::BROADCAST, &bcast.octets());
+    ips(&mut o, code::NTP, &d.time_servers);
     if !d.domain_search.is_empty() {
-        o.push((code::DOMAIN_SEARCH, encode_domain_list(&d.domain_search)));
+        o.set(code::DOMAIN_SEARCH, &encode_domain_list(&d.domain_search));
     }
     if let Some(log) = s.syslog_server {
-        o.push((code::LOG_SERVER, log.octets().to_vec()));
+        o.set(code::LOG_SERVER, &log.octets());
     }
     o
 }
@@ -329,30 +378,28 @@ pub fn encode_domain_list(domains: &[String]) -> Vec<u8> {
 /// Orders options by importance (what must survive a small option 57 comes first):
 /// identity and lease, boot, then what the client asked for in its order (option 55),
 /// then, for clients that asked for nothing, the basic network set; echoes last.
-fn finish(reply: &mut Reply, req: &Request<'_>, essential: Vec<(u8, Vec<u8>)>, network: Vec<(u8, Vec<u8>)>) {
-    for (c, v) in essential {
-        reply.set(c, v);
-    }
+/// The essential options (identity, lease, boot) are already in `reply`.
+fn finish(reply: &mut Reply, req: &Request<'_>, network: &Options) {
     let prl = req.parameter_list();
     for c in prl {
-        if let Some((_, v)) = network.iter().find(|(k, _)| k == c) {
-            reply.set(*c, v.clone());
+        if let Some(v) = network.get(*c) {
+            reply.set(*c, v);
         }
     }
     // Options a client did not list: the basics (RFC 2131 lets a server add them),
     // and everything when there was no list at all.
-    for (c, v) in &network {
-        let basic = matches!(*c, code::SUBNET_MASK | code::ROUTER | code::DNS | code::HOSTNAME | code::DOMAIN_NAME | code::BROADCAST);
-        if !prl.contains(c) && (basic || prl.is_empty()) {
-            reply.set(*c, v.clone());
+    for (c, v) in network.iter() {
+        let basic = matches!(c, code::SUBNET_MASK | code::ROUTER | code::DNS | code::HOSTNAME | code::DOMAIN_NAME | code::BROADCAST);
+        if !prl.contains(&c) && (basic || prl.is_empty()) {
+            reply.set(c, v);
         }
     }
     // RFC 6842: echo the client identifier. RFC 3046: echo relay information, last.
     if let Some(id) = req.option(code::CLIENT_ID) {
-        reply.set(code::CLIENT_ID, id.to_vec());
+        reply.set(code::CLIENT_ID, id);
     }
     if let Some(ri) = req.option(code::RELAY_AGENT) {
-        reply.set(code::RELAY_AGENT, ri.to_vec());
+        reply.set(code::RELAY_AGENT, ri);
     }
 }
 
@@ -426,6 +473,7 @@ mod tests {
             ipxe_user_classes: vec!["iPXE".into(), "Tinkerbell".into()],
             boot_files: BootFiles::default(),
             endpoints: Endpoints { http: "10.0.0.1:8080".into() },
+            trace_context: true,
         }
     }
 
@@ -435,6 +483,7 @@ mod tests {
             next_server: SERVER,
             ingress_net: Some((Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(255, 255, 255, 0))),
             pxe_port: false,
+            trace: None,
         }
     }
 
@@ -583,6 +632,33 @@ mod tests {
     }
 
     #[test]
+    fn the_trace_context_travels_in_every_boot_answer() {
+        const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut at = arrival();
+        at.trace = TraceParent::parse(TP);
+        // Firmware PXE: Smee's file-name suffix and option 43 sub-option 69 in binary.
+        let d = run(Mode::Reservation, MessageType::Discover, PXE_BIOS, Some(hw(None)), at.clone());
+        let r = reply(&d);
+        assert_eq!(r.file, format!("undionly.kpxe-{TP}").as_bytes());
+        let pxe = r.option(code::VENDOR_SPECIFIC).unwrap();
+        assert_eq!(&pxe[..5], &[6, 1, 8, 69, 26]);
+        assert_eq!(&pxe[5..31], &at.trace.unwrap().to_bytes()[..]);
+        assert_eq!(pxe[31..], [255]);
+        // iPXE: a query on the script URL.
+        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 7]), (77, b"iPXE")], Some(hw(None)), at.clone());
+        assert_eq!(reply(&d).file, format!("http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe?traceparent={TP}").as_bytes());
+        // UEFI HTTP boot: a query too, so the path still ends in .efi.
+        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 16]), (60, b"HTTPClient:Arch:00016")], Some(hw(None)), at.clone());
+        let file = String::from_utf8(reply(&d).file.clone()).unwrap();
+        assert!(file.ends_with(&format!("/ipxe.efi?traceparent={TP}")), "{file}");
+        // An operator's own script URL is handed out untouched.
+        let mut custom = hw(None);
+        custom.interfaces[0].netboot.as_mut().unwrap().ipxe = Some(ironboot_proto::pb::Ipxe { url: "http://x/boot.ipxe?a=1".into(), ..Default::default() });
+        let d = run(Mode::Reservation, MessageType::Discover, &[(77, b"iPXE")], Some(custom), at);
+        assert_eq!(reply(&d).file, b"http://x/boot.ipxe?a=1");
+    }
+
+    #[test]
     fn allow_pxe_false_and_disabled_are_gated_in_both_modes() {
         for h in [hw(Some(false)), Hardware { disabled: true, ..hw(Some(true)) }] {
             let d = run(Mode::Reservation, MessageType::Discover, PXE_BIOS, Some(h.clone()), arrival());
@@ -609,7 +685,7 @@ mod tests {
         let d = run(Mode::Reservation, MessageType::Discover, &[(61, &[1, 0x52, 0x54, 0, 0xee, 0x0d, 0x0b]), (82, &[1, 2, 9, 9])], Some(hw(None)), arrival());
         let r = reply(&d);
         assert_eq!(r.option(code::CLIENT_ID), Some(&[1, 0x52, 0x54, 0, 0xee, 0x0d, 0x0b][..]));
-        assert_eq!(r.options.last().map(|(c, _)| *c), Some(code::RELAY_AGENT));
+        assert_eq!(r.options.iter().last().map(|(c, _)| c), Some(code::RELAY_AGENT));
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //!   option 57 and spills into `file`/`sname` with option overload);
 //! - [`netboot`]: which kind of client is asking and which binary or script it gets;
 //! - [`decide`]: RFC 2131 states and both modes as one pure function;
+//! - [`boot_trace`]: which trace a netboot packet belongs to (one per boot);
 //! - [`socket`]: UDP with `IP_PKTINFO` (ingress interface, reply source) and
 //!   `SO_BINDTODEVICE`;
 //! - [`seen`]: MACs that asked but are not registered, for the operator;
 //! - [`server`]: worker threads, the registry cache, metrics, shutdown.
 
+pub mod boot_trace;
 pub mod config;
 pub mod decide;
 pub mod netboot;

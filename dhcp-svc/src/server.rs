@@ -18,12 +18,15 @@ use axum::routing::get;
 use ironboot_proto::MacAddr;
 use ironboot_proto::cache::{CacheConfig, HardwareCache};
 use ironboot_proto::pb::Hardware;
+use ironboot_telemetry::TraceParent;
+use ironboot_telemetry::trace::continue_trace;
 use metrics::{Counter, Histogram, counter, histogram};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::Config;
 use crate::decide::{Arrival, Decision, Route, Settings, Silence, decide, route};
-use crate::netboot::{BootAnswer, client_arch};
+use crate::boot_trace::BootTraces;
+use crate::netboot::{BootAnswer, Client, classify, client_arch};
 use crate::packet::{Request, SERVER_PORT};
 use crate::seen::Seen;
 use crate::socket::{DhcpSocket, Received, interface_addresses};
@@ -48,6 +51,7 @@ struct Service {
     ifaddrs: RwLock<HashMap<u32, Vec<(Ipv4Addr, Ipv4Addr)>>>,
     miss_tx: mpsc::Sender<Miss>,
     stop: AtomicBool,
+    boot_traces: BootTraces,
 }
 
 /// `dhcp_packets_total` handles, registered once: a labelled `counter!` looks the
@@ -82,6 +86,16 @@ impl PacketCounters {
     }
 }
 
+/// Registers every description (`# HELP`); call once the recorder is installed.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!("dhcp_packets_total", "DHCP packets received, by message type, mode (reservation, proxy) and outcome (the reply sent, or why none was).");
+    describe_counter!("dhcp_unknown_mac_total", "DHCP requests from MACs the registry does not know (not answered; listed at /unregistered).");
+    describe_counter!("dhcp_decline_total", "DHCPDECLINEs: a client found its reserved address in use.");
+    describe_counter!("dhcp_miss_queue_full_total", "Cache misses decided without a registry lookup because the lookup queue was full.");
+    describe_histogram!("dhcp_decision_seconds", Unit::Seconds, "Time to decide the answer to one request (after the lookup).");
+}
+
 impl Service {
     /// Server identity on the ingress link: configured, else the interface address the
     /// packet arrived on. None when the link has no address and none is configured.
@@ -97,10 +111,12 @@ impl Service {
             next_server: self.tftp_server.unwrap_or(server_id),
             ingress_net: link,
             pxe_port,
+            trace: None,
         })
     }
 
-    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received) {
+    /// `out` is the worker's reply buffer, reused from packet to packet.
+    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received, out: &mut Vec<u8>) {
         let req = match Request::decode(data) {
             Ok(r) => r,
             Err(e) => {
@@ -111,26 +127,29 @@ impl Service {
         };
         let mac = MacAddr(req.chaddr);
         match self.cache.by_mac(&mac) {
-            Some(hw) => self.handle(socket, &req, rx, Some(&hw)),
+            Some(hw) => self.handle(socket, &req, rx, Some(&hw), out),
             None => {
                 let miss = Miss { data: data.to_vec(), rx: *rx, socket };
                 if self.miss_tx.try_send(miss).is_err() {
                     counter!("dhcp_miss_queue_full_total").increment(1);
-                    self.handle(socket, &req, rx, None);
+                    self.handle(socket, &req, rx, None, out);
                 }
             }
         }
     }
 
-    fn handle(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<&Hardware>) {
+    fn handle(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<&Hardware>, out: &mut Vec<u8>) {
         let (sock, pxe_port) = &self.sockets[socket];
         let ty = req.message_type.name();
         let started = Instant::now();
-        let Some(at) = self.arrival(rx, *pxe_port) else {
+        let Some(mut at) = self.arrival(rx, *pxe_port) else {
             self.counters.count(ty, "no_server_address");
             tracing::warn!(ifindex = rx.ifindex, "request on an interface without an IPv4 address and no --server-id: not answered");
             return;
         };
+        let boot_span = self.boot_span(req, hw);
+        at.trace = boot_span.as_ref().map(|(_, tp)| *tp);
+        let _in_span = boot_span.as_ref().map(|(span, _)| span.enter());
         let decision = decide(req, hw, &at, &self.settings);
         self.decision_seconds.record(started.elapsed().as_secs_f64());
         let mac = MacAddr(req.chaddr);
@@ -142,7 +161,7 @@ impl Service {
             }
             Decision::Reply { reply, client, boot } => (reply, client, boot),
         };
-        let (bytes, dropped) = match reply.encode(req.max_reply_len()) {
+        let dropped = match reply.encode_into(req.max_reply_len(), out) {
             Ok(x) => x,
             Err(e) => {
                 self.counters.count(ty, "encode_error");
@@ -160,12 +179,15 @@ impl Service {
         };
         let src = if rx.local.is_unspecified() { at.server_id } else { rx.local };
         let answer = reply.message_type().map(|m| m.name()).unwrap_or("reply");
-        if let Err(e) = sock.send(&bytes, to, ifindex, src) {
+        if let Err(e) = sock.send(out, to, ifindex, src) {
             self.counters.count(ty, "send_error");
             tracing::warn!(%mac, %to, error = %e, "sending the reply failed");
             return;
         }
         self.counters.count(ty, answer);
+        if let (Some(tp), Some(BootAnswer::TftpFile(_) | BootAnswer::HttpBinary(_) | BootAnswer::Script(_))) = (at.trace, &boot) {
+            self.boot_traces.record(req.chaddr, req.xid, tp, Instant::now());
+        }
         let name = hw.map(|h| h.name.as_str()).unwrap_or("");
         match &boot {
             Some(BootAnswer::UnknownArch(a)) => {
@@ -174,6 +196,30 @@ impl Service {
             Some(b) => tracing::info!(%mac, machine = name, client = client.label(), reply = answer, boot = ?b, yiaddr = %reply.yiaddr, "netboot reply"),
             None => tracing::debug!(%mac, machine = name, reply = answer, yiaddr = %reply.yiaddr, "reply"),
         }
+    }
+
+    /// The span of a registered netboot client's packet, continuing its boot's trace
+    /// (see [`crate::boot_trace`]), and the context its reply hands on. None for every
+    /// other packet: ordinary DHCP clients cost no span.
+    fn boot_span(&self, req: &Request<'_>, hw: Option<&Hardware>) -> Option<(tracing::Span, TraceParent)> {
+        if !self.settings.trace_context || hw.is_none() {
+            return None;
+        }
+        let client = classify(req, &self.settings.ipxe_user_classes);
+        if !client.is_netboot() {
+            return None;
+        }
+        let parent = self.boot_traces.parent(req.chaddr, req.xid, matches!(client, Client::Ipxe { .. }), Instant::now());
+        let span = tracing::info_span!(
+            "dhcp",
+            message = req.message_type.name(),
+            mac = %MacAddr(req.chaddr),
+            xid = req.xid,
+            client = client.label(),
+            mode = self.mode,
+        );
+        let tp = continue_trace(&span, parent);
+        Some((span, tp))
     }
 
     fn silent(&self, req: &Request<'_>, rx: &Received, why: Silence, hw: Option<&Hardware>) {
@@ -202,13 +248,14 @@ impl Service {
 fn worker(svc: Arc<Service>, socket: usize) {
     let sock = svc.sockets[socket].0.clone();
     let mut buf = vec![0u8; 4096];
+    let mut out = Vec::with_capacity(1500);
     while !svc.stop.load(Ordering::Relaxed) {
         match sock.recv(&mut buf) {
             Ok(rx) => {
                 // Oversized datagrams are truncated by the kernel; the decoder bounds-
                 // checks every access, so at worst they are counted as malformed.
                 let len = rx.len.min(buf.len());
-                svc.on_packet(socket, &buf[..len], &rx);
+                svc.on_packet(socket, &buf[..len], &rx, &mut out);
             }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
             Err(e) => {
@@ -246,6 +293,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     }
     // The recorder must exist before the counter handles below are registered.
     let handle = ironboot_telemetry::metrics::init_metrics();
+    describe_metrics();
     let cache = HardwareCache::start(client, CacheConfig::default());
     let (miss_tx, mut miss_rx) = mpsc::channel::<Miss>(config.miss_queue.max(1));
     let svc = Arc::new(Service {
@@ -261,6 +309,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         ifaddrs: RwLock::new(interface_addresses()),
         miss_tx,
         stop: AtomicBool::new(false),
+        boot_traces: BootTraces::default(),
     });
 
     // Admin: metrics, health (ready once the cache has synced), unregistered MACs.
@@ -311,7 +360,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     let _permit = permit;
                     let Ok(req) = Request::decode(&m.data) else { return };
                     let hw = svc.cache.by_mac_or_fetch(MacAddr(req.chaddr)).await.ok().flatten();
-                    svc.handle(m.socket, &req, &m.rx, hw.as_deref());
+                    svc.handle(m.socket, &req, &m.rx, hw.as_deref(), &mut Vec::with_capacity(576));
                 });
             }
         })

@@ -28,6 +28,7 @@ use ironboot_proto::MacAddr;
 use ironboot_proto::cache::HardwareCache;
 use ironboot_proto::pb::Hardware;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::Instrument;
 
 use crate::assets::AssetRoot;
 use crate::client_ip::{client_ip, ipv4};
@@ -103,11 +104,12 @@ fn with_info(mut r: Response, info: RouteInfo) -> Response {
 }
 
 /// Logs and counts every request, from the [`RouteInfo`] its handler left.
-async fn track(req: Request, next: Next) -> Response {
+async fn track(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resp = next.run(req).await;
+    let span = trace::start(&mut req);
+    let resp = next.run(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     let info = resp.extensions().get::<RouteInfo>();
@@ -125,6 +127,8 @@ async fn track(req: Request, next: Next) -> Response {
         resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
     };
     m::request(route, status, elapsed, bytes);
+    span.record("route", route);
+    span.record("status", status);
     if matches!(route, "metrics" | "healthz") {
         tracing::debug!(%method, %path, status, "admin request");
         return resp;
@@ -220,8 +224,7 @@ async fn script_by_mac(
 ) -> Response {
     let headers = req.headers();
     let client = svc.client(&conn, headers);
-    let tp = trace::request_span(headers.get("traceparent").and_then(|v| v.to_str().ok()));
-    let mut info = RouteInfo { route: "script", client: Some(client), traceparent: Some(tp), ..Default::default() };
+    let mut info = RouteInfo { route: "script", client: Some(client), traceparent: Some(trace::of(&req)), ..Default::default() };
     let Ok(mac) = MacAddr::parse(&raw) else {
         let msg = format!("{:?} is not a MAC address; ask for /<mac>/auto.ipxe, e.g. /52:54:00:ee:0d:0b/auto.ipxe", echo_mac(&raw));
         return svc.refusal(info, StatusCode::BAD_REQUEST, "bad_mac", &msg);
@@ -248,8 +251,7 @@ async fn script_by_mac(
 async fn script_by_ip(State(svc): State<Arc<Service>>, ConnectInfo(conn): ConnectInfo<ConnAddrs>, req: Request) -> Response {
     let headers = req.headers();
     let client = svc.client(&conn, headers);
-    let tp = trace::request_span(headers.get("traceparent").and_then(|v| v.to_str().ok()));
-    let mut info = RouteInfo { route: "script", client: Some(client), traceparent: Some(tp), ..Default::default() };
+    let mut info = RouteInfo { route: "script", client: Some(client), traceparent: Some(trace::of(&req)), ..Default::default() };
     let Some(ip) = ipv4(client) else {
         let msg = format!("machines are identified by IPv4 address; {client} is not one, ask for /<mac>/auto.ipxe");
         return svc.refusal(info, StatusCode::NOT_FOUND, "unknown", &msg);
@@ -293,8 +295,8 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
             return svc.refusal(info, StatusCode::NOT_FOUND, reason.as_str(), &msg);
         }
     }
-    let tp = info.traceparent.unwrap_or_else(|| trace::request_span(None));
-    let tp_text = trace::header(&tp);
+    let tp = info.traceparent.unwrap_or_else(TraceParent::new_root);
+    let tp_text = tp.header();
     if let Some(hit) = svc.scripts.get(hw, mac, authority) {
         info.kind = Some(hit.kind);
         return script_ok(hit.kind, hit.assemble(&tp_text), info);
@@ -315,9 +317,9 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
         Ok(body) => {
             if kind != "custom_contents" {
                 // Prove the split with a second traceparent before caching it.
-                let other = trace::request_span(None);
+                let other = TraceParent::new_root();
                 if let (_, Ok(second)) = render(other)
-                    && let Some(segments) = split_at_traceparent(&body, &tp_text, &second, &trace::header(&other))
+                    && let Some(segments) = split_at_traceparent(&body, &tp_text, &second, &other.header())
                 {
                     svc.scripts.insert(hw, mac, authority, kind, segments);
                 }
@@ -365,7 +367,7 @@ async fn binary(
     };
     info.mac = req.mac;
     info.file = Some(req.name.clone());
-    info.traceparent = req.traceparent.filter(TraceParent::is_valid);
+    info.traceparent = Some(trace::of(&request));
     let s = &svc.settings;
     match bootfiles::gate::check(Some(&svc.cache), req.mac, ipv4(client), s.unknown_clients, s.lookup_timeout).await {
         Decision::Allow { machine } => info.machine = machine,

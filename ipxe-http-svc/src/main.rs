@@ -5,7 +5,7 @@ use ipxe_http_svc::Config;
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    ironboot_telemetry::init_logging(&config.log, "info");
+    let _telemetry = ironboot_telemetry::init_logging(&config.log, "ipxe-http-svc", "info");
     if config.check_config {
         return match ipxe_http_svc::check_config(&config) {
             Ok(report) => {

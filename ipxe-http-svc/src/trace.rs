@@ -1,82 +1,89 @@
-//! The W3C trace context of a request, handed to the installer as `traceparent=` so the
-//! booted OS can continue the boot's trace.
+//! Each request's span and the W3C trace context it continues.
 //!
-//! Until the telemetry crate exports real spans, the request's span is modelled here: a
-//! child of the caller's `traceparent` header when it sends a valid one (same trace id,
-//! new span id, its sampled flag), otherwise the root of a fresh sampled trace. Either
-//! way the value is well-formed and non-zero, so whatever parses it downstream accepts it.
+//! A request names its parent in one of three ways: a `traceparent` header (any HTTP
+//! client), `?traceparent=…` in the URL (the `auto.ipxe` URL dhcp-svc hands iPXE), or a
+//! Smee-style `-00-…` suffix on a binary's name (the boot file dhcp-svc hands firmware).
+//! The request middleware opens one span per request as that parent's child and leaves
+//! the span's own context on the request ([`RequestTrace`]); the installer script puts
+//! that value on the kernel command line, so the booted OS continues the same trace.
 
+use axum::extract::Request;
 use bootfiles::TraceParent;
+use ironboot_telemetry::trace::continue_trace;
 
-/// Non-zero random bytes (all-zero ids are invalid in W3C trace context).
-fn nonzero<const N: usize>() -> [u8; N] {
-    loop {
-        let b: [u8; N] = rand::random();
-        if b != [0; N] {
-            return b;
-        }
-    }
+/// The trace context of the request's own span.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestTrace(pub TraceParent);
+
+/// The parent the request names, header first, then query, then path suffix.
+pub fn incoming(req: &Request) -> Option<TraceParent> {
+    let header = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceParent::from_header);
+    header
+        .or_else(|| req.uri().query().and_then(from_query))
+        .or_else(|| bootfiles::suffix_traceparent(req.uri().path()))
+        .filter(TraceParent::is_valid)
 }
 
-/// `tp` as a header value, the same text as its `Display` without going through
-/// `fmt` byte by byte (this runs once per script request).
-pub fn header(tp: &TraceParent) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(55);
-    out.extend_from_slice(b"00-");
-    let hex = |bytes: &[u8], out: &mut Vec<u8>| {
-        for b in bytes {
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 15)]);
-        }
-    };
-    hex(&tp.trace_id, &mut out);
-    out.push(b'-');
-    hex(&tp.span_id, &mut out);
-    out.push(b'-');
-    hex(&[tp.flags], &mut out);
-    String::from_utf8(out).unwrap_or_default()
+/// `traceparent=<value>` among `&`-separated query parameters (no percent-decoding is
+/// needed: a well-formed value is hex and dashes only).
+pub fn from_query(query: &str) -> Option<TraceParent> {
+    query.split('&').find_map(|kv| kv.strip_prefix("traceparent=")).and_then(TraceParent::parse)
 }
 
-/// The span of this request.
-pub fn request_span(incoming: Option<&str>) -> TraceParent {
-    match incoming.and_then(TraceParent::from_header).filter(TraceParent::is_valid) {
-        Some(parent) => TraceParent { trace_id: parent.trace_id, span_id: nonzero(), flags: parent.flags },
-        None => TraceParent { trace_id: nonzero(), span_id: nonzero(), flags: 1 },
-    }
+/// Opens the span of `req`, continuing the parent it names, and records the span's own
+/// context on the request for the handlers.
+pub fn start(req: &mut Request) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let own = continue_trace(&span, incoming(req));
+    req.extensions_mut().insert(RequestTrace(own));
+    span
+}
+
+/// The trace context of this request's span (a fresh trace if the middleware did not run).
+pub fn of(req: &Request) -> TraceParent {
+    req.extensions().get::<RequestTrace>().map(|t| t.0).unwrap_or_else(TraceParent::new_root)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn child_of_a_valid_parent() {
-        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
-        let s = request_span(Some(parent));
-        assert_eq!(s.to_string()[..36], parent[..36], "same trace id");
-        assert_ne!(&s.to_string()[36..52], &parent[36..52], "new span id");
-        assert_eq!(s.flags, 0, "sampling decision kept");
+    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    fn req(uri: &str, header: Option<&str>) -> Request {
+        let mut b = axum::http::Request::builder().uri(uri);
+        if let Some(h) = header {
+            b = b.header("traceparent", h);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
     }
 
     #[test]
-    fn header_matches_display() {
-        for _ in 0..100 {
-            let t = request_span(None);
-            assert_eq!(header(&t), t.to_string());
-        }
-        let t = TraceParent { trace_id: [0xab; 16], span_id: [0x01; 8], flags: 0 };
-        assert_eq!(header(&t), t.to_string());
+    fn parent_from_header_query_or_suffix() {
+        let want = TraceParent::parse(TP);
+        assert_eq!(incoming(&req("/auto.ipxe", Some(TP))), want);
+        assert_eq!(incoming(&req(&format!("/52:54:00:00:00:01/auto.ipxe?x=1&traceparent={TP}"), None)), want);
+        assert_eq!(incoming(&req(&format!("/ipxe/ipxe.efi-{TP}"), None)), want);
+        assert_eq!(incoming(&req("/auto.ipxe?traceparent=garbage", None)), None);
+        assert_eq!(incoming(&req("/auto.ipxe", Some("00-00000000000000000000000000000000-b7ad6b7169203331-01"))), None);
     }
 
     #[test]
-    fn fresh_root_otherwise() {
-        for h in [None, Some("garbage"), Some("00-00000000000000000000000000000000-b7ad6b7169203331-01")] {
-            let s = request_span(h);
-            assert!(s.is_valid());
-            assert_eq!(s.flags, 1);
-            assert!(TraceParent::from_header(&s.to_string()).is_some());
-        }
-        assert_ne!(request_span(None).trace_id, request_span(None).trace_id);
+    fn the_request_span_continues_the_parent() {
+        let mut r = req("/auto.ipxe", Some(TP));
+        let _span = start(&mut r);
+        let own = of(&r);
+        assert_eq!(own.trace_id, TraceParent::parse(TP).unwrap().trace_id);
+        assert_ne!(own.header(), TP);
+        let mut fresh = req("/auto.ipxe", None);
+        let _span = start(&mut fresh);
+        assert!(of(&fresh).is_valid());
+        assert_ne!(of(&fresh).trace_id, own.trace_id);
     }
 }

@@ -4,7 +4,7 @@ use syslog_svc::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    ironboot_telemetry::init_logging(&config.log, "info");
+    let _telemetry = ironboot_telemetry::init_logging(&config.log, "syslog-svc", "info");
     if config.check_config {
         config.validate()?;
         println!("configuration ok: {}", config.summary());

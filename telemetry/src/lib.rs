@@ -1,16 +1,20 @@
 //! Logging, metrics and shutdown plumbing shared by every ironboot binary, so each one
 //! logs the same way and an operator configures it the same way everywhere.
 //!
-//! - [`init_logging`] / [`LogArgs`]: the `tracing` subscriber (human or JSON);
+//! - [`init_logging`] / [`LogArgs`]: the `tracing` subscriber (human or JSON) and, when
+//!   an OTLP endpoint is configured, OpenTelemetry span export ([`otel`]);
+//! - [`trace`]: the W3C trace context a boot carries from service to service;
 //! - [`metrics`]: the Prometheus recorder and the `/metrics` + `/healthz` routes;
 //! - [`shutdown_signal`]: SIGTERM/SIGINT as a future.
-//!
-//! OpenTelemetry trace export joins here in its own issue.
 
 pub mod metrics;
+pub mod otel;
+pub mod trace;
+
+pub use trace::TraceParent;
 
 use clap::{Args, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -31,22 +35,71 @@ pub struct LogArgs {
     /// RUST_LOG is used when this is not given.
     #[arg(long, env = "IRONBOOT_LOG")]
     pub log: Option<String>,
+    /// OpenTelemetry collector to export trace spans to, over OTLP/gRPC
+    /// (e.g. http://otel-collector:4317). No spans are exported when unset. The standard
+    /// OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and OTEL_BSP_* variables apply.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
-/// Installs the global subscriber. Logs go to stderr so stdout stays free for data
-/// (hwctl output, syslog JSON lines). Calling it twice is harmless.
-pub fn init_logging(args: &LogArgs, default_filter: &str) {
+/// What [`init_logging`] set up that must be flushed before the process exits: the span
+/// exporter's queue. Dropping it (or [`Telemetry::shutdown`]) flushes and stops export.
+#[must_use = "dropping the guard at once stops span export"]
+pub struct Telemetry {
+    otel: Option<otel::Exporter>,
+}
+
+impl Telemetry {
+    /// Exports the spans still queued and stops the exporter (bounded by its timeout).
+    pub fn shutdown(mut self) {
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if let Some(e) = self.otel.take() {
+            e.shutdown();
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Installs the global subscriber for the binary `service`. Logs go to stderr so stdout
+/// stays free for data (hwctl output, syslog JSON lines). With `--otlp-endpoint` (or
+/// OTEL_EXPORTER_OTLP_ENDPOINT) the spans of ironboot's own crates are also exported;
+/// an endpoint that cannot be used is reported on stderr and export stays off, the
+/// service runs anyway. Calling it twice is harmless (the second call changes nothing).
+pub fn init_logging(args: &LogArgs, service: &str, default_filter: &str) -> Telemetry {
     let filter = match &args.log {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match args.log_format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match args.log_format {
+        LogFormat::Human => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
+    let exporter = match args.otlp_endpoint.as_deref().filter(|e| !e.trim().is_empty()) {
+        Some(endpoint) => match otel::Exporter::start(endpoint, service) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("{service}: OpenTelemetry export disabled: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let otel_layer = exporter.as_ref().map(|e| e.layer());
+    let installed = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel_layer).try_init().is_ok();
+    if installed && let Some(e) = &exporter {
+        trace::set_exporting(true);
+        tracing::info!(endpoint = e.endpoint(), "exporting trace spans over OTLP/gRPC");
+    }
+    Telemetry { otel: exporter.filter(|_| installed) }
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT: the start of graceful shutdown.

@@ -5,7 +5,7 @@ use tftp_svc::Config;
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    ironboot_telemetry::init_logging(&config.log, "info");
+    let _telemetry = ironboot_telemetry::init_logging(&config.log, "tftp-svc", "info");
     if config.check_config {
         return match tftp_svc::check_config(&config) {
             Ok(report) => {

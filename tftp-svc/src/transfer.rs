@@ -130,6 +130,8 @@ pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: w
     let Ok(Packet::Rrq(rrq)) = packet::decode(&datagram) else { return };
     let raw_name = String::from_utf8_lossy(rrq.filename).into_owned();
     let span = tracing::info_span!("tftp", client = %req.peer, file = %Lossy(rrq.filename));
+    // A boot file handed out by dhcp-svc carries the DHCP span's context as a suffix.
+    ironboot_telemetry::trace::set_parent(&span, std::str::from_utf8(rrq.filename).ok().and_then(bootfiles::suffix_traceparent));
     async move {
         if !rrq.is_octet() {
             refuse(&tx, &req, &raw_name, ErrorCode::IllegalOperation, "only octet (binary) mode is served", "mode").await;

@@ -30,8 +30,9 @@ fuzz_target!(|data: &[u8]| {
             ipxe_user_classes: vec!["iPXE".into()],
             boot_files: BootFiles::default(),
             endpoints: Endpoints { http: String::new() },
+            trace_context: true,
         };
-        let at = Arrival { server_id: Ipv4Addr::new(10, 0, 0, 1), next_server: Ipv4Addr::new(10, 0, 0, 1), ingress_net: None, pxe_port: false };
+        let at = Arrival { server_id: Ipv4Addr::new(10, 0, 0, 1), next_server: Ipv4Addr::new(10, 0, 0, 1), ingress_net: None, pxe_port: false, trace: None };
         if let dhcp_svc::decide::Decision::Reply { reply, .. } = decide(&req, Some(&hw), &at, &s) {
             let _ = reply.encode(req.max_reply_len());
         }

@@ -630,7 +630,7 @@ async fn cache(registry: &RegistryArgs, count: u32, lookups: u64, sync_timeout: 
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ironboot_telemetry::init_logging(&cli.log, "warn");
+    let _telemetry = ironboot_telemetry::init_logging(&cli.log, "hardware-bench", "warn");
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = cli.worker_threads {
