@@ -225,6 +225,17 @@ impl Catalogue {
         report
     }
 
+    /// Registers the descriptions (`# HELP`) of the `bootfiles_*` metrics; services that
+    /// serve a catalogue call it once the recorder is installed.
+    pub fn describe_metrics() {
+        use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+        describe_gauge!("bootfiles_files", "Boot files in the catalogue being served.");
+        describe_gauge!("bootfiles_bytes", Unit::Bytes, "Total size of the boot files being served.");
+        describe_gauge!("bootfiles_skipped", "Files in the boot directories that are not served (unsafe links, unreadable, not regular files).");
+        describe_counter!("bootfiles_reloads_total", "Rescans that changed the set of boot files served.");
+        describe_histogram!("bootfiles_scan_seconds", Unit::Seconds, "Time a periodic rescan of the boot directories took.");
+    }
+
     /// Rescans every `interval` on a blocking thread until `shutdown` resolves.
     pub fn spawn_reloader(
         self: &Arc<Self>,

@@ -63,6 +63,9 @@ pub enum RunError {
 /// Starts everything from a parsed configuration and serves until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
     let settings = config.settings()?;
+    // The recorder before anything records: the catalogue sets its gauges as it loads.
+    ironboot_telemetry::metrics::init_metrics();
+    crate::metrics::describe();
     let templates = Templates::load(settings.templates_dir.as_deref())?;
     for p in &templates.ignored {
         tracing::warn!(file = %p.display(), "not a template name (installer.ipxe, chain.ipxe, refused.ipxe); ignored");
@@ -117,6 +120,7 @@ pub async fn serve(
     let listener = listener::BoundedListener::new(listener, s.max_connections, s.idle_timeout, svc.zero_copy.clone());
     let grace = s.shutdown_grace;
     let metrics = ironboot_telemetry::metrics::init_metrics();
+    crate::metrics::describe();
     let app = http::router(svc.clone(), metrics.clone());
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -29,6 +29,26 @@ pub const IDLE_TIMEOUTS: &str = "http_idle_timeouts_total";
 pub const ACCEPT_ERRORS: &str = "http_accept_errors_total";
 pub const SENDFILE_BYTES: &str = "http_sendfile_bytes_total";
 
+/// Registers every description (`# HELP`); call once the recorder is installed.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(REQUESTS, "HTTP requests answered, by route and status code.");
+    describe_histogram!(DURATION, Unit::Seconds, "Time to the response head, by route.");
+    describe_counter!(BODY_BYTES, Unit::Bytes, "Declared response body bytes (Content-Length), by route.");
+    describe_counter!(SCRIPTS, "iPXE scripts rendered, by kind (installer, custom_url, custom_contents).");
+    describe_counter!(SCRIPT_ERRORS, "iPXE script templates that failed at request time (answered 500).");
+    describe_counter!(REFUSED, "Requests refused, by route and reason (unknown, disabled, pxe_not_allowed, registry_unavailable, bad_mac, bad_path).");
+    describe_gauge!(CONNECTIONS, "Open HTTP connections.");
+    describe_counter!(CONNECTION_LIMIT, "Connections refused because --max-connections were open.");
+    describe_counter!(IDLE_TIMEOUTS, "Connections closed for idling past --idle-timeout.");
+    describe_counter!(ACCEPT_ERRORS, "Errors accepting connections.");
+    describe_counter!(SENDFILE_BYTES, Unit::Bytes, "Binary bytes sent zero-copy (sendfile).");
+    describe_gauge!("ipxe_zero_copy_bytes", Unit::Bytes, "Bytes held in sealed in-memory files for zero-copy sends.");
+    describe_gauge!("ipxe_script_cache_entries", "Rendered scripts held in the script cache.");
+    describe_counter!("ipxe_script_cache_flushes_total", "Times the script cache was emptied because it was full.");
+    bootfiles::Catalogue::describe_metrics();
+}
+
 /// Status codes as static label values (no allocation per request).
 fn status_label(status: u16) -> &'static str {
     match status {

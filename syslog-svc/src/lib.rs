@@ -81,6 +81,7 @@ pub async fn start(config: &Config, cache: HardwareCache) -> Result<Running, Err
     // The recorder must exist before the counters are registered, or they would be
     // registered with the no-op recorder and never show on /metrics.
     let metrics_handle = ironboot_telemetry::metrics::init_metrics();
+    stats::describe();
     let stats = Arc::new(Stats::new());
     let (tx, rx) = queue::bounded(config.queue_capacity, usize::try_from(config.queue_bytes).unwrap_or(usize::MAX), stats.clone());
     let output = match config.output_file() {

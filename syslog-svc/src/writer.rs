@@ -105,6 +105,8 @@ impl Writer {
         let p = parse(&text, ctx);
         if p.issue.is_some() {
             self.stats.parse_errors.inc();
+        } else {
+            self.stats.parsed.inc();
         }
         let ip = source_ipv4(e.source.ip());
         let hw = ip.and_then(|ip| self.cache.by_ip(ip));

@@ -57,6 +57,7 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
     let settings = config.settings()?;
     let handle = ironboot_telemetry::metrics::init_metrics();
+    crate::metrics::describe();
     let cat_config = config.files.catalogue_config();
     let catalogue = tokio::task::spawn_blocking(move || Catalogue::load(cat_config))
         .await

@@ -27,6 +27,21 @@ pub const RETRANSMITS: &str = "tftp_retransmits_total";
 /// Duration of finished transfers, by `outcome`.
 pub const DURATION: &str = "tftp_transfer_duration_seconds";
 
+/// Registers every description (`# HELP`); call once the recorder is installed.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(ACTIVE, "TFTP transfers in progress.");
+    describe_counter!(TRANSFERS, "Finished TFTP transfers by outcome (completed, size_probe, client_aborted, timeout, shutdown, io_error).");
+    describe_counter!(FAILED, "Finished TFTP transfers that did not deliver the file (timeout, client_aborted, io_error, shutdown).");
+    describe_counter!(REFUSED, "TFTP requests answered with an ERROR packet, by reason.");
+    describe_counter!(DROPPED_REQUESTS, "TFTP requests not answered at all, by reason (busy, client_limit, duplicate, shutting_down).");
+    describe_counter!(DROPPED_PACKETS, "TFTP datagrams dropped, by reason.");
+    describe_counter!(BYTES, Unit::Bytes, "File bytes sent over TFTP, retransmissions included.");
+    describe_counter!(RETRANSMITS, "TFTP blocks (and OACKs) sent again after a timeout or duplicate ACK.");
+    describe_histogram!(DURATION, Unit::Seconds, "Duration of finished TFTP transfers, by outcome.");
+    bootfiles::Catalogue::describe_metrics();
+}
+
 pub fn transfer_started() {
     metrics::gauge!(ACTIVE).increment(1.0);
 }
