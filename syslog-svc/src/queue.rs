@@ -8,6 +8,11 @@
 //!   a UDP sender cannot be slowed down anyway.
 //! - TCP readers wait for room, which stops them reading their socket, which makes TCP
 //!   flow control slow the sender down: no loss, and still no memory growth.
+//!
+//! Messages travel in batches (a UDP receiver hands over everything one `recvmmsg`
+//! returned, a TCP reader everything one read decoded): one channel operation and at most
+//! one wake-up of the writer per batch, not per message. Both bounds are kept by two
+//! atomic counters, reserved per batch, so the channel itself is unbounded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +44,10 @@ fn cost(e: &Entry) -> usize {
 }
 
 struct Shared {
+    /// Messages sent and not yet taken by the writer (what a bounded channel counts).
+    messages: AtomicUsize,
+    max_messages: usize,
+    /// Bytes sent and not yet released by the writer (after processing).
     bytes: AtomicUsize,
     max_bytes: usize,
     space: Notify,
@@ -48,33 +57,49 @@ struct Shared {
 /// The receivers' end; clone freely (the writer stops when every clone is gone).
 #[derive(Clone)]
 pub struct Sender {
-    tx: mpsc::Sender<Entry>,
+    tx: mpsc::UnboundedSender<Vec<Entry>>,
     shared: Arc<Shared>,
 }
 
 /// The writer's end.
 pub struct Receiver {
-    rx: mpsc::Receiver<Entry>,
+    rx: mpsc::UnboundedReceiver<Vec<Entry>>,
     shared: Arc<Shared>,
+    /// Batches taken off the channel, reused.
+    batches: Vec<Vec<Entry>>,
 }
 
 /// A queue holding at most `capacity` messages and about `max_bytes` bytes.
 pub fn bounded(capacity: usize, max_bytes: usize, stats: Arc<Stats>) -> (Sender, Receiver) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let shared = Arc::new(Shared { bytes: AtomicUsize::new(0), max_bytes: max_bytes.max(1), space: Notify::new(), stats });
-    (Sender { tx, shared: shared.clone() }, Receiver { rx, shared })
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        messages: AtomicUsize::new(0),
+        max_messages: capacity.max(1),
+        bytes: AtomicUsize::new(0),
+        max_bytes: max_bytes.max(1),
+        space: Notify::new(),
+        stats,
+    });
+    (Sender { tx, shared: shared.clone() }, Receiver { rx, shared, batches: Vec::new() })
 }
 
 impl Shared {
-    /// Reserves `c` bytes of the budget. An empty queue always admits one message, so a
-    /// message larger than the whole budget is not refused forever.
-    fn reserve(&self, c: usize) -> bool {
-        let prev = self.bytes.fetch_add(c, Ordering::AcqRel);
-        if prev == 0 || prev + c <= self.max_bytes {
+    /// Reserves `n` messages and `c` bytes of the budget. An empty queue always admits,
+    /// so a message (or a TCP read's batch) larger than the whole budget is not refused
+    /// forever.
+    fn reserve(&self, n: usize, c: usize) -> bool {
+        let prev_n = self.messages.fetch_add(n, Ordering::AcqRel);
+        let prev_c = self.bytes.fetch_add(c, Ordering::AcqRel);
+        if prev_c == 0 || (prev_n + n <= self.max_messages && prev_c + c <= self.max_bytes) {
             return true;
         }
-        self.bytes.fetch_sub(c, Ordering::AcqRel);
+        self.unreserve(n, c);
         false
+    }
+
+    fn unreserve(&self, n: usize, c: usize) {
+        self.messages.fetch_sub(n, Ordering::AcqRel);
+        self.bytes.fetch_sub(c, Ordering::AcqRel);
     }
 }
 
@@ -82,31 +107,57 @@ impl Sender {
     /// Enqueues without waiting; a full queue drops the message and counts it. Returns
     /// false when dropped or when the writer has stopped.
     pub fn try_push(&self, e: Entry) -> bool {
-        let c = cost(&e);
-        if !self.shared.reserve(c) {
-            self.shared.stats.dropped_queue_full.inc();
-            return false;
+        self.try_push_batch(vec![e]) == 1
+    }
+
+    /// Enqueues a batch without waiting (UDP): the entries that fit are sent as one batch,
+    /// the rest dropped and counted. Returns how many were enqueued.
+    pub fn try_push_batch(&self, mut batch: Vec<Entry>) -> usize {
+        if batch.is_empty() {
+            return 0;
         }
-        match self.tx.try_send(e) {
-            Ok(()) => true,
-            Err(err) => {
-                self.shared.bytes.fetch_sub(c, Ordering::AcqRel);
-                if matches!(err, mpsc::error::TrySendError::Full(_)) {
-                    self.shared.stats.dropped_queue_full.inc();
-                }
-                false
+        let total: usize = batch.iter().map(cost).sum();
+        let (mut n, mut c) = (batch.len(), total);
+        // Usually everything fits in one reservation; when not, keep the longest prefix
+        // that does (at least one entry when the queue is empty).
+        while n > 0 && !self.shared.reserve(n, c) {
+            n -= 1;
+            c -= cost(&batch[n]);
+        }
+        let dropped = batch.len() - n;
+        if dropped > 0 {
+            self.shared.stats.dropped_queue_full.add(dropped as u64);
+            batch.truncate(n);
+        }
+        if n == 0 {
+            return 0;
+        }
+        match self.tx.send(batch) {
+            Ok(()) => n,
+            Err(_) => {
+                self.shared.unreserve(n, c);
+                0
             }
         }
     }
 
     /// Enqueues, waiting for room. Errors only when the writer has stopped.
     pub async fn push(&self, e: Entry) -> Result<(), Closed> {
-        let c = cost(&e);
+        self.push_batch(vec![e]).await
+    }
+
+    /// Enqueues a batch as one, waiting for room for all of it (TCP: one read's frames).
+    /// Errors only when the writer has stopped.
+    pub async fn push_batch(&self, batch: Vec<Entry>) -> Result<(), Closed> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (n, c) = (batch.len(), batch.iter().map(cost).sum());
         loop {
             let notified = self.shared.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.shared.reserve(c) {
+            if self.shared.reserve(n, c) {
                 break;
             }
             if self.tx.is_closed() {
@@ -114,8 +165,8 @@ impl Sender {
             }
             notified.await;
         }
-        self.tx.send(e).await.map_err(|_| {
-            self.shared.bytes.fetch_sub(c, Ordering::AcqRel);
+        self.tx.send(batch).map_err(|_| {
+            self.shared.unreserve(n, c);
             Closed
         })
     }
@@ -128,8 +179,18 @@ pub struct Closed;
 impl Receiver {
     /// Blocks (writer thread) until at least one message is queued; moves up to `limit`
     /// into `batch`. Returns 0 when every sender is gone and the queue is drained.
+    /// `limit` counts the senders' batches; a UDP batch holds up to 64 messages.
     pub fn blocking_recv_many(&mut self, batch: &mut Vec<Entry>, limit: usize) -> usize {
-        self.rx.blocking_recv_many(batch, limit)
+        if self.rx.blocking_recv_many(&mut self.batches, limit) == 0 {
+            return 0;
+        }
+        let before = batch.len();
+        for mut b in self.batches.drain(..) {
+            batch.append(&mut b);
+        }
+        let taken = batch.len() - before;
+        self.shared.messages.fetch_sub(taken, Ordering::AcqRel);
+        taken
     }
 
     /// Gives back the budget of processed entries and wakes waiting TCP readers.
@@ -141,8 +202,9 @@ impl Receiver {
         }
     }
 
+    /// Messages queued and not yet taken.
     pub fn len(&self) -> usize {
-        self.rx.len()
+        self.shared.messages.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -24,7 +24,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, Timelike};
 
 use crate::parse::{Parsed, SdElement, facility_name, severity_name};
 
@@ -64,11 +64,11 @@ pub struct Identity<'a> {
 /// Appends one JSON line (with its `\n`) to `out`.
 pub fn write_line(out: &mut Vec<u8>, meta: &Meta, p: &Parsed<'_>, traceparent: Option<&str>, machine: Option<&Identity<'_>>) {
     out.extend_from_slice(b"{\"received\":\"");
-    let _ = write!(out, "{}", humantime::format_rfc3339_micros(meta.received));
+    received_stamp(out, meta.received);
     out.extend_from_slice(b"\",\"transport\":\"");
     out.extend_from_slice(meta.transport.as_str().as_bytes());
     out.extend_from_slice(b"\",\"source\":\"");
-    let _ = write!(out, "{}", meta.source);
+    source_addr(out, &meta.source);
     out.extend_from_slice(b"\",\"facility\":\"");
     out.extend_from_slice(facility_name(p.facility).as_bytes());
     out.extend_from_slice(b"\",\"severity\":\"");
@@ -77,7 +77,9 @@ pub fn write_line(out: &mut Vec<u8>, meta: &Meta, p: &Parsed<'_>, traceparent: O
     out.extend_from_slice(p.format.as_str().as_bytes());
     out.push(b'"');
     if let Some(ts) = p.timestamp {
-        field(out, "timestamp", &ts.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        out.extend_from_slice(b",\"timestamp\":\"");
+        sender_stamp(out, &ts);
+        out.push(b'"');
     }
     opt_field(out, "hostname", p.hostname);
     opt_field(out, "app", p.app);
@@ -106,6 +108,125 @@ pub fn write_line(out: &mut Vec<u8>, meta: &Meta, p: &Parsed<'_>, traceparent: O
         out.extend_from_slice(b",\"truncated\":true");
     }
     out.extend_from_slice(b"}\n");
+}
+
+// The per-message formatting below is written out by hand: through `fmt` (humantime,
+// chrono, `SocketAddr`'s Display) it was a visible share of the writer's time. Each gives
+// exactly what those give (the tests compare them over many values).
+
+/// `n` as exactly `width` decimal digits (zero-padded; `n` must fit).
+fn digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for i in (start..start + width).rev() {
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// `n` in decimal, no padding.
+fn decimal(out: &mut Vec<u8>, n: u32) {
+    let width = n.checked_ilog10().unwrap_or(0) as usize + 1;
+    digits(out, n, width);
+}
+
+thread_local! {
+    /// The last second rendered by [`received_stamp`] and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// RFC 3339 UTC with microseconds, as `humantime::format_rfc3339_micros`. The date and
+/// time of day are formatted once per second.
+fn received_stamp(out: &mut Vec<u8>, t: SystemTime) {
+    let Ok(d) = t.duration_since(SystemTime::UNIX_EPOCH) else {
+        let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
+        return;
+    };
+    let secs = d.as_secs();
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        let Some(dt) = i64::try_from(secs).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0)).filter(|dt| dt.year() <= 9999)
+        else {
+            let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
+            return;
+        };
+        let mut v = Vec::with_capacity(19);
+        date_time(&mut v, dt.year() as u32, dt.month(), dt.day(), dt.hour(), dt.minute(), dt.second());
+        prefix.copy_from_slice(&v);
+        SECOND.set((secs, prefix));
+    }
+    out.extend_from_slice(&prefix);
+    out.push(b'.');
+    digits(out, d.subsec_micros(), 6);
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`.
+fn date_time(out: &mut Vec<u8>, year: u32, month: u32, day: u32, hour: u32, minute: u32, second: u32) {
+    digits(out, year, 4);
+    out.push(b'-');
+    digits(out, month, 2);
+    out.push(b'-');
+    digits(out, day, 2);
+    out.push(b'T');
+    digits(out, hour, 2);
+    out.push(b':');
+    digits(out, minute, 2);
+    out.push(b':');
+    digits(out, second, 2);
+}
+
+/// As `DateTime::to_rfc3339_opts(SecondsFormat::AutoSi, true)`: a fraction of 0, 3, 6
+/// or 9 digits, whichever shows it exactly, and `Z` for a zero offset.
+fn sender_stamp(out: &mut Vec<u8>, ts: &DateTime<FixedOffset>) {
+    let nanos = ts.nanosecond();
+    let offset = ts.offset().local_minus_utc();
+    if !(0..=9999).contains(&ts.year()) || nanos >= 1_000_000_000 || offset % 60 != 0 {
+        // Years that need a sign or five digits, leap seconds, offsets with seconds:
+        // chrono's own rendering.
+        out.extend_from_slice(ts.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+        return;
+    }
+    date_time(out, ts.year() as u32, ts.month(), ts.day(), ts.hour(), ts.minute(), ts.second());
+    if nanos == 0 {
+    } else if nanos % 1_000_000 == 0 {
+        out.push(b'.');
+        digits(out, nanos / 1_000_000, 3);
+    } else if nanos % 1_000 == 0 {
+        out.push(b'.');
+        digits(out, nanos / 1_000, 6);
+    } else {
+        out.push(b'.');
+        digits(out, nanos, 9);
+    }
+    if offset == 0 {
+        out.push(b'Z');
+        return;
+    }
+    out.push(if offset < 0 { b'-' } else { b'+' });
+    let abs = offset.unsigned_abs();
+    digits(out, abs / 3600, 2);
+    out.push(b':');
+    digits(out, abs / 60 % 60, 2);
+}
+
+/// `IP:port` as `SocketAddr`'s Display (IPv4 by hand, IPv6 through Display).
+fn source_addr(out: &mut Vec<u8>, a: &SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => {
+            for (i, o) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                decimal(out, u32::from(*o));
+            }
+            out.push(b':');
+            decimal(out, u32::from(v4.port()));
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{a}");
+        }
+    }
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {
@@ -214,5 +335,45 @@ mod tests {
         assert_eq!(v["message"], "hi\nthere");
         assert_eq!(v["machine"]["name"], "m1");
         assert!(v.get("structured_data").is_none());
+    }
+
+    #[test]
+    fn hand_formatting_matches_fmt() {
+        use chrono::TimeZone;
+        use std::time::Duration;
+        let mut out = Vec::new();
+        // received: across seconds, days, leap years, microsecond edges.
+        for secs in [0u64, 59, 86_399, 951_782_400, 1_764_072_000, 4_102_444_799, 253_402_300_799] {
+            for micros in [0u32, 1, 999_999, 123_456] {
+                let t = SystemTime::UNIX_EPOCH + Duration::new(secs, micros * 1000 + 999);
+                out.clear();
+                received_stamp(&mut out, t);
+                assert_eq!(String::from_utf8_lossy(&out), humantime::format_rfc3339_micros(t).to_string());
+            }
+        }
+        // sender timestamps: every fraction width, offsets either side, odd years.
+        for text in [
+            "2026-11-25T10:00:00Z",
+            "2026-11-25T10:00:00.5+01:00",
+            "2026-11-25T10:00:00.123456-05:30",
+            "0001-01-01T00:00:00.000000001+14:00",
+            "9999-12-31T23:59:59.100200300-12:00",
+            "2026-02-28T23:59:59.000001+00:00",
+        ] {
+            let ts = DateTime::parse_from_rfc3339(text).expect("stamp");
+            out.clear();
+            sender_stamp(&mut out, &ts);
+            assert_eq!(String::from_utf8_lossy(&out), ts.to_rfc3339_opts(SecondsFormat::AutoSi, true), "{text}");
+        }
+        let odd = FixedOffset::east_opt(3 * 3600 + 7).expect("offset").with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("ts");
+        out.clear();
+        sender_stamp(&mut out, &odd);
+        assert_eq!(String::from_utf8_lossy(&out), odd.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        for a in ["0.0.0.0:0", "255.255.255.255:65535", "10.7.0.12:514", "[::1]:514", "[2001:db8::1%3]:9"] {
+            let a: SocketAddr = a.parse().expect("addr");
+            out.clear();
+            source_addr(&mut out, &a);
+            assert_eq!(String::from_utf8_lossy(&out), a.to_string());
+        }
     }
 }

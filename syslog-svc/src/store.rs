@@ -89,6 +89,11 @@ impl Store {
 
     /// Records `json` (one output line, without its newline) for the machine `hw`.
     pub fn push(&mut self, hw: &Arc<Hardware>, received: SystemTime, json: &str) {
+        self.push_owned(hw, received, json.into());
+    }
+
+    /// As [`push`](Self::push), taking the line already copied.
+    pub fn push_owned(&mut self, hw: &Arc<Hardware>, received: SystemTime, json: Box<str>) {
         if self.limits.messages == 0 || self.limits.machines == 0 {
             return;
         }
@@ -116,7 +121,7 @@ impl Store {
                 self.by_mac.insert(*m, hw.id.clone());
             }
         }
-        log.ring.push_back(Line { received, json: json.into() });
+        log.ring.push_back(Line { received, json });
         log.bytes += cost;
         log.last_seq = seq;
         self.total_bytes += cost;

@@ -21,8 +21,37 @@ use crate::record::{Identity, Meta, write_line};
 use crate::stats::Stats;
 use crate::store::Store;
 
-/// Most messages taken off the queue at once.
-const BATCH: usize = 1024;
+/// Most queue batches taken at once (a UDP batch holds up to 64 messages).
+const BATCH: usize = 16;
+
+/// Counters gathered over one batch and added once (each add is two atomic operations).
+#[derive(Default)]
+struct Counts {
+    written: u64,
+    empty: u64,
+    invalid_utf8: u64,
+    truncated: u64,
+    parse_errors: u64,
+    unattributed: u64,
+    rotations: u64,
+    output_errors: u64,
+}
+
+/// The last source address looked up in the cache, for the rest of the batch: the
+/// machine and the index of its interface that owns the address. A batch is
+/// milliseconds of traffic, mostly from few senders.
+#[derive(Default)]
+struct LastSource {
+    ip: Option<IpAddr>,
+    found: Option<(Arc<Hardware>, Option<usize>)>,
+}
+
+/// A line for a machine's ring, pushed when the batch is done (one store lock per batch).
+struct RingLine {
+    hw: Arc<Hardware>,
+    received: std::time::SystemTime,
+    json: Box<str>,
+}
 
 pub struct Writer {
     pub rx: Receiver,
@@ -41,14 +70,13 @@ pub fn source_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
     }
 }
 
-/// The MAC of the interface that holds `ip` (the record may have several).
-fn interface_mac(hw: &Hardware, ip: Ipv4Addr) -> &str {
+/// The index of the interface that holds `ip` (the record may have several; the first
+/// when none does): its MAC is the one reported.
+fn interface_index(hw: &Hardware, ip: Ipv4Addr) -> Option<usize> {
     hw.interfaces
         .iter()
-        .find(|i| i.dhcp.as_ref().is_some_and(|d| d.ip.parse::<Ipv4Addr>().ok() == Some(ip)))
-        .or(hw.interfaces.first())
-        .map(|i| i.mac.as_str())
-        .unwrap_or("")
+        .position(|i| i.dhcp.as_ref().is_some_and(|d| d.ip.parse::<Ipv4Addr>().ok() == Some(ip)))
+        .or(if hw.interfaces.is_empty() { None } else { Some(0) })
 }
 
 impl Writer {
@@ -56,20 +84,21 @@ impl Writer {
     pub fn run(mut self) {
         let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
         let mut line: Vec<u8> = Vec::with_capacity(4096);
+        let mut ring: Vec<RingLine> = Vec::new();
         loop {
             if self.rx.blocking_recv_many(&mut batch, BATCH) == 0 {
                 break;
             }
             let ctx = ParseContext { now: Utc::now(), rfc3164_offset: self.rfc3164_offset };
             let mut released = 0;
-            let mut written = 0;
+            let mut counts = Counts::default();
+            let mut last = LastSource::default();
             for e in batch.drain(..) {
                 released += Receiver::cost(&e);
-                if self.handle(&e, &ctx, &mut line) {
-                    written += 1;
-                }
+                self.handle(&e, &ctx, &mut line, &mut counts, &mut last, &mut ring);
             }
-            self.stats.written.add(written);
+            self.keep(&mut ring);
+            self.count(&counts);
             self.rx.release(released);
             self.stats.queue_depth.set(self.rx.len() as f64);
             if self.rx.is_empty() {
@@ -79,6 +108,34 @@ impl Writer {
         self.flush();
     }
 
+    /// The batch's attributed lines into the machines' rings, under one lock.
+    fn keep(&self, ring: &mut Vec<RingLine>) {
+        if ring.is_empty() {
+            return;
+        }
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let before = store.evicted();
+        for l in ring.drain(..) {
+            store.push_owned(&l.hw, l.received, l.json);
+        }
+        self.stats.store_evicted_machines.add(store.evicted() - before);
+        self.stats.store_machines.set(store.machines() as f64);
+    }
+
+    fn count(&self, c: &Counts) {
+        let s = &self.stats;
+        s.written.add(c.written);
+        s.dropped_empty.add(c.empty);
+        s.invalid_utf8.add(c.invalid_utf8);
+        s.truncated.add(c.truncated);
+        s.parse_errors.add(c.parse_errors);
+        // Every written message was parsed; those without an issue parsed cleanly.
+        s.parsed.add(c.written - c.parse_errors);
+        s.unattributed.add(c.unattributed);
+        s.rotations.add(c.rotations);
+        s.output_errors.add(c.output_errors);
+    }
+
     fn flush(&mut self) {
         if let Err(e) = self.output.flush() {
             self.stats.output_errors.inc();
@@ -86,34 +143,41 @@ impl Writer {
         }
     }
 
-    /// Returns whether a line was written.
-    fn handle(&mut self, e: &Entry, ctx: &ParseContext, line: &mut Vec<u8>) -> bool {
+    /// Parses, attributes and writes one message; its ring line goes to `ring`.
+    fn handle(
+        &mut self,
+        e: &Entry,
+        ctx: &ParseContext,
+        line: &mut Vec<u8>,
+        counts: &mut Counts,
+        last: &mut LastSource,
+        ring: &mut Vec<RingLine>,
+    ) {
         let (text, invalid_utf8) = match std::str::from_utf8(&e.data) {
             Ok(s) => (Cow::Borrowed(s), false),
             Err(_) => (String::from_utf8_lossy(&e.data), true),
         };
         if trim_message(&text).is_empty() {
-            self.stats.dropped_empty.inc();
-            return false;
+            counts.empty += 1;
+            return;
         }
-        if invalid_utf8 {
-            self.stats.invalid_utf8.inc();
-        }
-        if e.truncated {
-            self.stats.truncated.inc();
-        }
+        counts.invalid_utf8 += u64::from(invalid_utf8);
+        counts.truncated += u64::from(e.truncated);
         let p = parse(&text, ctx);
-        if p.issue.is_some() {
-            self.stats.parse_errors.inc();
-        } else {
-            self.stats.parsed.inc();
+        counts.parse_errors += u64::from(p.issue.is_some());
+        let source_ip = e.source.ip();
+        if last.ip != Some(source_ip) {
+            let ip = source_ipv4(source_ip);
+            last.ip = Some(source_ip);
+            last.found = ip.and_then(|ip| self.cache.by_ip(ip).map(|hw| (hw.clone(), interface_index(&hw, ip))));
         }
-        let ip = source_ipv4(e.source.ip());
-        let hw = ip.and_then(|ip| self.cache.by_ip(ip));
-        let identity = match (&hw, ip) {
-            (Some(hw), Some(ip)) => Some(Identity { id: &hw.id, name: &hw.name, mac: interface_mac(hw, ip) }),
-            _ => {
-                self.stats.unattributed.inc();
+        let hw = last.found.as_ref().map(|(hw, _)| hw);
+        let identity = match &last.found {
+            Some((hw, iface)) => {
+                Some(Identity { id: &hw.id, name: &hw.name, mac: iface.map(|i| hw.interfaces[i].mac.as_str()).unwrap_or("") })
+            }
+            None => {
+                counts.unattributed += 1;
                 None
             }
         };
@@ -125,28 +189,24 @@ impl Writer {
             invalid_utf8,
         };
         line.clear();
-        write_line(line, &meta, &p, crate::traceparent::extract(&p), identity.as_ref());
+        let traceparent = crate::traceparent::extract(&p);
+        if let Some(tp) = traceparent {
+            crate::traceparent::record_span(tp, &p, identity.as_ref());
+        }
+        write_line(line, &meta, &p, traceparent, identity.as_ref());
         match self.output.write_line(line) {
-            Ok(rotated) => {
-                if rotated {
-                    self.stats.rotations.inc();
-                }
-            }
+            Ok(rotated) => counts.rotations += u64::from(rotated),
             Err(err) => {
                 // Keep going: the ring still serves the operator, and the next write
                 // retries the file.
-                self.stats.output_errors.inc();
+                counts.output_errors += 1;
                 tracing::warn!(error = %err, "writing a syslog line failed");
             }
         }
-        if let Some(hw) = &hw {
+        counts.written += 1;
+        if let Some(hw) = hw {
             let json = std::str::from_utf8(&line[..line.len() - 1]).unwrap_or("");
-            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-            let before = store.evicted();
-            store.push(hw, e.received, json);
-            self.stats.store_evicted_machines.add(store.evicted() - before);
-            self.stats.store_machines.set(store.machines() as f64);
+            ring.push(RingLine { hw: hw.clone(), received: e.received, json: json.into() });
         }
-        true
     }
 }

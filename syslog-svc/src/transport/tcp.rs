@@ -91,35 +91,33 @@ async fn connection(
         };
         let eof = n == 0;
         let now = SystemTime::now();
+        // Everything this read completed goes to the queue as one batch.
+        let mut batch = Vec::new();
         while let Some(frame) = decoder.decode(&mut buf) {
-            if !deliver(frame, peer, now, tx, stats).await {
-                return;
-            }
+            collect(frame, peer, now, stats, &mut batch);
         }
-        if eof {
-            if let Some(frame) = decoder.finish(&mut buf) {
-                deliver(frame, peer, now, tx, stats).await;
-            }
+        if eof && let Some(frame) = decoder.finish(&mut buf) {
+            collect(frame, peer, now, stats, &mut batch);
+        }
+        if tx.push_batch(batch).await.is_err() || eof {
             return;
         }
     }
 }
 
-/// Returns false when the writer has stopped.
-async fn deliver(frame: Frame, peer: SocketAddr, received: SystemTime, tx: &Sender, stats: &Stats) -> bool {
+fn collect(frame: Frame, peer: SocketAddr, received: SystemTime, stats: &Stats, batch: &mut Vec<Entry>) {
     stats.received_tcp.inc();
     if frame.data.is_empty() {
         stats.dropped_empty.inc();
-        return true;
+        return;
     }
     // Copy out of the shared read buffer: a queued frame must not pin a whole 64 KiB
     // chunk, or the queue's byte budget would understate memory.
-    let entry = Entry {
+    batch.push(Entry {
         received,
         source: peer,
         transport: Transport::Tcp,
         data: Bytes::copy_from_slice(&frame.data),
         truncated: frame.truncated,
-    };
-    tx.push(entry).await.is_ok()
+    });
 }
