@@ -325,8 +325,75 @@ pub struct Reply {
     /// Boot file field; at most 127 bytes (longer names go to option 67 only).
     pub file: Vec<u8>,
     /// In the order written: 53 first, 82 last (RFC 3046).
-    pub options: Vec<(u8, Vec<u8>)>,
+    pub options: Options,
 }
+
+/// Reply options in order, their values in one buffer: a reply costs two allocations,
+/// not one per option.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Code, start and length of each value in `data`.
+    index: Vec<(u8, u32, u32)>,
+    /// Values; a replaced value's old bytes stay unused until the reply is dropped.
+    data: Vec<u8>,
+}
+
+impl Options {
+    pub fn with_capacity(options: usize, bytes: usize) -> Self {
+        Options { index: Vec::with_capacity(options), data: Vec::with_capacity(bytes) }
+    }
+
+    pub fn get(&self, c: u8) -> Option<&[u8]> {
+        self.index.iter().find(|(k, _, _)| *k == c).map(|(_, s, l)| &self.data[*s as usize..(*s + *l) as usize])
+    }
+
+    /// Adds or replaces an option; a replaced one keeps its place.
+    pub fn set(&mut self, c: u8, value: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(value);
+        self.put(c, start);
+    }
+
+    /// Sets option `c` to what `write` appends to the value buffer, unless it appends
+    /// nothing (then the option is left as it was).
+    pub fn set_nonempty_with(&mut self, c: u8, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.data.len();
+        write(&mut self.data);
+        if self.data.len() > start {
+            self.put(c, start);
+        }
+    }
+
+    /// Points option `c` at `data[start..]`.
+    fn put(&mut self, c: u8, start: usize) {
+        let entry = (c, start as u32, (self.data.len() - start) as u32);
+        match self.index.iter_mut().find(|(k, _, _)| *k == c) {
+            Some(e) => *e = entry,
+            None => self.index.push(entry),
+        }
+    }
+
+    /// Options in order.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> + '_ {
+        self.index.iter().map(|(c, s, l)| (*c, &self.data[*s as usize..(*s + *l) as usize]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+impl PartialEq for Options {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Options {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
@@ -348,7 +415,11 @@ impl Reply {
             chaddr: req.chaddr,
             sname: vec![],
             file: vec![],
-            options: vec![(code::MESSAGE_TYPE, vec![message_type as u8])],
+            options: {
+                let mut o = Options::with_capacity(16, 256);
+                o.set(code::MESSAGE_TYPE, &[message_type as u8]);
+                o
+            },
         }
     }
 
@@ -357,15 +428,12 @@ impl Reply {
     }
 
     pub fn option(&self, c: u8) -> Option<&[u8]> {
-        self.options.iter().find(|(k, _)| *k == c).map(|(_, v)| v.as_slice())
+        self.options.get(c)
     }
 
     /// Adds or replaces an option (any length: long values are split on encode).
-    pub fn set(&mut self, c: u8, value: Vec<u8>) {
-        match self.options.iter_mut().find(|(k, _)| *k == c) {
-            Some((_, v)) => *v = value,
-            None => self.options.push((c, value)),
-        }
+    pub fn set(&mut self, c: u8, value: impl AsRef<[u8]>) {
+        self.options.set(c, value.as_ref())
     }
 
     /// Encodes within `max_len` bytes (and at least 300). Options that do not fit in
@@ -373,8 +441,18 @@ impl Reply {
     /// overload); options still left over are dropped from the end of the list — the
     /// caller orders options by importance. Returns the bytes and the dropped codes.
     pub fn encode(&self, max_len: usize) -> Result<(Vec<u8>, Vec<u8>), EncodeError> {
+        let mut buf = Vec::new();
+        let dropped = self.encode_into(max_len, &mut buf)?;
+        Ok((buf, dropped))
+    }
+
+    /// [`Reply::encode`] into `buf` (cleared first), so a worker reuses one buffer.
+    /// Options go straight into it; only a reply that spills into `file`/`sname`
+    /// allocates.
+    pub fn encode_into(&self, max_len: usize, buf: &mut Vec<u8>) -> Result<Vec<u8>, EncodeError> {
         let max_len = max_len.max(MIN_REPLY_LEN);
-        let mut buf = vec![0u8; HEADER_LEN];
+        buf.clear();
+        buf.resize(HEADER_LEN, 0);
         buf[0] = 2;
         buf[1] = 1;
         buf[2] = 6;
@@ -388,23 +466,23 @@ impl Reply {
         buf[28..34].copy_from_slice(&self.chaddr);
         buf.extend_from_slice(&COOKIE);
 
-        // Encode each option as TLV chunks (values over 255 bytes split, RFC 3396).
-        let encoded: Vec<(u8, Vec<u8>)> = self.options.iter().map(|(c, v)| (*c, tlv(*c, v))).collect();
         // Room in the main area: everything up to max_len, less END.
         let main_room = max_len - buf.len() - 1;
-        let relay = encoded.iter().position(|(c, _)| *c == code::RELAY_AGENT);
-        let mut main: Vec<u8> = Vec::new();
-        let mut spill: Vec<&(u8, Vec<u8>)> = Vec::new();
+        let mut main_len = 0;
         // Option 82 must be last in the main area; reserve its room first.
-        let relay_len = relay.map(|i| encoded[i].1.len()).unwrap_or(0);
-        for (i, opt) in encoded.iter().enumerate() {
-            if Some(i) == relay {
+        let relay = self.options.get(code::RELAY_AGENT);
+        let relay_len = relay.map(tlv_len).unwrap_or(0);
+        let mut spill: Vec<(u8, &[u8])> = Vec::new();
+        for (c, v) in self.options.iter() {
+            if c == code::RELAY_AGENT {
                 continue;
             }
-            if spill.is_empty() && main.len() + opt.1.len() + relay_len + 3 <= main_room {
-                main.extend_from_slice(&opt.1);
+            let n = tlv_len(v);
+            if spill.is_empty() && main_len + n + relay_len + 3 <= main_room {
+                put_tlv(buf, c, v);
+                main_len += n;
             } else {
-                spill.push(opt);
+                spill.push((c, v));
             }
         }
         let file_free = self.file.is_empty();
@@ -413,27 +491,27 @@ impl Reply {
         let mut sname_area = Vec::new();
         let mut dropped = Vec::new();
         let mut overload = 0u8;
-        for opt in spill {
-            if file_free && file_area.len() + opt.1.len() < 128 {
-                file_area.extend_from_slice(&opt.1);
+        for (c, v) in spill {
+            let n = tlv_len(v);
+            if file_free && file_area.len() + n < 128 {
+                put_tlv(&mut file_area, c, v);
                 overload |= 1;
-            } else if sname_free && sname_area.len() + opt.1.len() < 64 {
-                sname_area.extend_from_slice(&opt.1);
+            } else if sname_free && sname_area.len() + n < 64 {
+                put_tlv(&mut sname_area, c, v);
                 overload |= 2;
-            } else if matches!(opt.0, code::MESSAGE_TYPE | code::SERVER_ID | code::BOOTFILE) {
+            } else if matches!(c, code::MESSAGE_TYPE | code::SERVER_ID | code::BOOTFILE) {
                 // Without these the reply is wrong, not just thinner: refuse loudly.
                 return Err(EncodeError::TooLarge(max_len));
             } else {
-                dropped.push(opt.0);
+                dropped.push(c);
             }
         }
         if overload != 0 {
-            main.extend_from_slice(&[code::OVERLOAD, 1, overload]);
+            buf.extend_from_slice(&[code::OVERLOAD, 1, overload]);
         }
-        if let Some(i) = relay {
-            main.extend_from_slice(&encoded[i].1);
+        if let Some(v) = relay {
+            put_tlv(buf, code::RELAY_AGENT, v);
         }
-        buf.extend_from_slice(&main);
         buf.push(code::END);
         // sname (44..108) and file (108..236).
         if overload & 2 != 0 {
@@ -453,13 +531,17 @@ impl Reply {
         if buf.len() < MIN_REPLY_LEN {
             buf.resize(MIN_REPLY_LEN, 0);
         }
-        Ok((buf, dropped))
+        Ok(dropped)
     }
 }
 
-/// One option as TLV bytes, split into 255-byte pieces when longer.
-fn tlv(c: u8, v: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() + 2);
+/// Encoded size of one option: values over 255 bytes are split (RFC 3396).
+fn tlv_len(v: &[u8]) -> usize {
+    v.len() + 2 * v.len().div_ceil(255).max(1)
+}
+
+/// Appends one option as TLV bytes, split into 255-byte pieces when longer.
+fn put_tlv(out: &mut Vec<u8>, c: u8, v: &[u8]) {
     if v.is_empty() {
         out.extend_from_slice(&[c, 0]);
     }
@@ -468,7 +550,6 @@ fn tlv(c: u8, v: &[u8]) -> Vec<u8> {
         out.push(chunk.len() as u8);
         out.extend_from_slice(chunk);
     }
-    out
 }
 
 #[cfg(test)]

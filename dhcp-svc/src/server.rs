@@ -29,7 +29,7 @@ use crate::boot_trace::BootTraces;
 use crate::netboot::{BootAnswer, Client, classify, client_arch};
 use crate::packet::{Request, SERVER_PORT};
 use crate::seen::Seen;
-use crate::socket::{DhcpSocket, Received, interface_addresses};
+use crate::socket::{DhcpSocket, Received, RecvBatch, interface_addresses};
 
 /// A request whose MAC was not cached, waiting for one registry lookup.
 struct Miss {
@@ -247,15 +247,16 @@ impl Service {
 
 fn worker(svc: Arc<Service>, socket: usize) {
     let sock = svc.sockets[socket].0.clone();
-    let mut buf = vec![0u8; 4096];
+    let mut batch = RecvBatch::default();
     let mut out = Vec::with_capacity(1500);
     while !svc.stop.load(Ordering::Relaxed) {
-        match sock.recv(&mut buf) {
-            Ok(rx) => {
+        match sock.recv_batch(&mut batch) {
+            Ok(_) => {
                 // Oversized datagrams are truncated by the kernel; the decoder bounds-
                 // checks every access, so at worst they are counted as malformed.
-                let len = rx.len.min(buf.len());
-                svc.on_packet(socket, &buf[..len], &rx, &mut out);
+                for (data, rx) in batch.iter() {
+                    svc.on_packet(socket, data, rx, &mut out);
+                }
             }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
             Err(e) => {

@@ -5,16 +5,29 @@
 //! telling them the ingress interface and address, and the reply's `sendmsg` naming the
 //! interface and source address explicitly. That is what lets one instance serve
 //! several links (and answer a broadcast out of the right one).
+//!
+//! A worker takes whatever is queued with one `recvmmsg` (a burst costs one system call
+//! and one wake-up) and answers with `sendmsg`. Both use stack buffers for the control
+//! messages: nothing is allocated per packet here.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, sendmsg, setsockopt, sockopt,
-};
+use nix::libc;
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
+
+/// Datagrams taken per `recvmmsg`.
+pub const BATCH: usize = 32;
+/// Receive buffer per datagram; longer ones are truncated (and then fail to decode).
+pub const MAX_DATAGRAM: usize = 4096;
+
+/// Room for one `IP_PKTINFO` control message, aligned for `cmsghdr`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
 
 /// What arrived, and where.
 #[derive(Clone, Copy, Debug)]
@@ -57,39 +70,147 @@ impl DhcpSocket {
         Ok(DhcpSocket { sock, device: device.map(str::to_string), port })
     }
 
-    /// Blocks until a datagram arrives or the read timeout passes
-    /// (`ErrorKind::WouldBlock`/`TimedOut`).
-    pub fn recv(&self, buf: &mut [u8]) -> std::io::Result<Received> {
-        let mut cmsg = nix::cmsg_space!(nix::libc::in_pktinfo);
-        let mut iov = [IoSliceMut::new(buf)];
-        let msg = recvmsg::<SockaddrIn>(self.sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
-            .map_err(std::io::Error::from)?;
-        let src = msg.address.map(|a| SocketAddrV4::new(a.ip(), a.port())).unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-        let mut ifindex = 0;
-        let mut local = Ipv4Addr::UNSPECIFIED;
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
-                    ifindex = info.ipi_ifindex as u32;
-                    local = Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
-                }
-            }
+    /// Blocks until at least one datagram arrives or the read timeout passes
+    /// (`ErrorKind::WouldBlock`/`TimedOut`), then takes up to [`BATCH`] that are
+    /// queued without waiting for more.
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> std::io::Result<usize> {
+        let b = &mut *batch.inner;
+        // The kernel rewrote the name and control lengths of the headers it filled.
+        for h in &mut b.hdrs[..b.len] {
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_hdr.msg_controllen = size_of::<CmsgBuf>() as _;
         }
-        Ok(Received { len: msg.bytes, src, ifindex, local })
+        b.len = 0;
+        // SAFETY: the headers point into the same boxed `Inner` (see `RecvBatch::default`),
+        // with the lengths given; the kernel writes at most those lengths.
+        let n = unsafe { libc::recvmmsg(self.sock.as_raw_fd(), b.hdrs.as_mut_ptr(), BATCH as _, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            let h = &b.hdrs[i].msg_hdr;
+            let name = &b.names[i];
+            let src = if h.msg_namelen as usize >= size_of::<libc::sockaddr_in>() && name.sin_family == libc::AF_INET as libc::sa_family_t {
+                SocketAddrV4::new(Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)), u16::from_be(name.sin_port))
+            } else {
+                SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
+            };
+            // SAFETY: the kernel filled this header.
+            let (ifindex, local) = unsafe { packet_info(h) };
+            b.meta[i] = Received { len: b.hdrs[i].msg_len as usize, src, ifindex, local };
+        }
+        b.len = n;
+        Ok(n)
     }
 
     /// Sends `data` to `to`, out of interface `ifindex` (0: let routing choose) from
     /// source address `src` (unspecified: the interface's primary address).
     pub fn send(&self, data: &[u8], to: SocketAddrV4, ifindex: u32, src: Ipv4Addr) -> std::io::Result<()> {
-        let info = nix::libc::in_pktinfo {
-            ipi_ifindex: ifindex as i32,
-            ipi_spec_dst: nix::libc::in_addr { s_addr: u32::from(src).to_be() },
-            ipi_addr: nix::libc::in_addr { s_addr: 0 },
-        };
-        let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
-        let dest = SockaddrIn::from(to);
-        sendmsg(self.sock.as_raw_fd(), &[IoSlice::new(data)], &cmsgs, MsgFlags::empty(), Some(&dest)).map_err(std::io::Error::from)?;
+        // SAFETY: the header points at locals that outlive the call, with their sizes;
+        // the control message is written within `cmsg` (CMSG_SPACE of in_pktinfo).
+        unsafe {
+            let mut dest: libc::sockaddr_in = zeroed();
+            dest.sin_family = libc::AF_INET as libc::sa_family_t;
+            dest.sin_port = to.port().to_be();
+            dest.sin_addr.s_addr = u32::from(*to.ip()).to_be();
+            let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
+            let mut cmsg = CmsgBuf([0; 64]);
+            let mut h: libc::msghdr = zeroed();
+            h.msg_name = (&mut dest as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_iov = &mut iov;
+            h.msg_iovlen = 1;
+            h.msg_control = cmsg.0.as_mut_ptr().cast();
+            h.msg_controllen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as _;
+            let c = libc::CMSG_FIRSTHDR(&h);
+            (*c).cmsg_level = libc::IPPROTO_IP;
+            (*c).cmsg_type = libc::IP_PKTINFO;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+            let info = libc::in_pktinfo {
+                ipi_ifindex: ifindex as i32,
+                ipi_spec_dst: libc::in_addr { s_addr: u32::from(src).to_be() },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
+            if libc::sendmsg(self.sock.as_raw_fd(), &h, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         Ok(())
+    }
+}
+
+/// Ingress interface and local address from a received header's `IP_PKTINFO`.
+///
+/// # Safety
+/// `h` must be a header filled in by `recvmsg`/`recvmmsg`.
+unsafe fn packet_info(h: &libc::msghdr) -> (u32, Ipv4Addr) {
+    let mut out = (0, Ipv4Addr::UNSPECIFIED);
+    // SAFETY: the CMSG_* walk stays within msg_control/msg_controllen, as the caller
+    // guarantees the kernel set them.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                let info = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
+                out = (info.ipi_ifindex as u32, Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    out
+}
+
+/// A worker's receive buffers: up to [`BATCH`] datagrams and where each came from,
+/// with the `recvmmsg` headers pointing at them set up once.
+pub struct RecvBatch {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    bufs: [[u8; MAX_DATAGRAM]; BATCH],
+    iovs: [libc::iovec; BATCH],
+    names: [libc::sockaddr_in; BATCH],
+    cmsgs: [CmsgBuf; BATCH],
+    hdrs: [libc::mmsghdr; BATCH],
+    meta: [Received; BATCH],
+    len: usize,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        // SAFETY: all-zero is a valid value of each field (plain bytes, C structs with
+        // null pointers, Ipv4Addr/SocketAddrV4 of zeros); allocated zeroed on the heap
+        // directly, as 130 KiB would not fit every thread's stack.
+        let mut inner: Box<Inner> = unsafe {
+            let layout = std::alloc::Layout::new::<Inner>();
+            let p = std::alloc::alloc_zeroed(layout).cast::<Inner>();
+            if p.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Box::from_raw(p)
+        };
+        let b = &mut *inner;
+        for i in 0..BATCH {
+            b.iovs[i] = libc::iovec { iov_base: b.bufs[i].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
+            let h = &mut b.hdrs[i].msg_hdr;
+            h.msg_name = (&mut b.names[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_iov = &mut b.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = b.cmsgs[i].0.as_mut_ptr().cast();
+            h.msg_controllen = size_of::<CmsgBuf>() as _;
+        }
+        RecvBatch { inner }
+    }
+}
+
+impl RecvBatch {
+    /// The datagrams of the last [`DhcpSocket::recv_batch`].
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Received)> {
+        let b = &*self.inner;
+        b.meta[..b.len].iter().zip(&b.bufs).map(|(m, buf)| (&buf[..m.len.min(MAX_DATAGRAM)], m))
     }
 }
 

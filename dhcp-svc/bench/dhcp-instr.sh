@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Instructions per DHCP exchange in dhcp-svc, counted by callgrind: repeatable on a busy
+# machine where CPU-time figures are not, so use it for before/after comparisons of the
+# server's own code (user space only: the kernel's share of recvmsg/sendmsg is not in it).
+#
+# Server namespace (10.89.0.1) with a memory-store hardware-api and dhcp-svc under
+# `valgrind --tool=callgrind`; client namespace (10.89.0.2) with perfdhcp as a relay, full
+# DORA at a low fixed rate, the registered MACs (-M). Counters are zeroed once the cache
+# has synced and the warm-up ran, and dumped after the measured run: every thread of the
+# process (workers, tokio, metrics upkeep) is counted.
+#
+# Needs root, valgrind (callgrind_control, callgrind_annotate), perfdhcp, curl.
+# Environment: INSTR_MACHINES [10000] INSTR_RATE [200] INSTR_SECS [10] INSTR_WORKERS [1]
+#              INSTR_BUILD [1] INSTR_KEEP [0] INSTR_TOP [25] (functions listed, inclusive)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+N=${INSTR_MACHINES:-10000}
+RATE=${INSTR_RATE:-200}
+SECS=${INSTR_SECS:-10}
+WORKERS=${INSTR_WORKERS:-1}
+BUILD=${INSTR_BUILD:-1}
+KEEP=${INSTR_KEEP:-0}
+TOP=${INSTR_TOP:-25}
+SRV_IP=10.89.0.1
+CLI_IP=10.89.0.2
+TAG=$$
+SRV_NS=ibi-s-$TAG
+CLI_NS=ibi-c-$TAG
+SRV_IF=ibis$TAG
+CLI_IF=ibic$TAG
+REG_PORT=50162
+ADMIN=127.0.0.1:9068
+WTOK=instr-write-token-0123456789
+RTOK=instr-read-token-0123456789
+
+die() { echo "dhcp-instr: $*" >&2; exit 1; }
+[[ $(id -u) == 0 ]] || die "must run as root"
+for t in valgrind callgrind_control callgrind_annotate perfdhcp curl ip; do command -v "$t" >/dev/null || die "$t not found"; done
+
+WORK=$(mktemp -d /tmp/dhcp-instr.XXXXXX)
+PIDS=()
+cleanup() {
+    local rc=$? p
+    set +e
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    ip netns del "$SRV_NS" 2>/dev/null
+    ip netns del "$CLI_NS" 2>/dev/null
+    if [[ $KEEP == 1 ]]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ $BUILD == 1 ]]; then (cd "$ROOT" && cargo build --release -p dhcp-svc -p hardware-api --bins 2>&1 | tail -1); fi
+mkdir -p "$WORK/bin"
+for b in dhcp-svc hardware-api hwctl; do cp "$ROOT/target/release/$b" "$WORK/bin/"; done
+
+ip netns add "$SRV_NS"
+ip netns add "$CLI_NS"
+ip link add "$SRV_IF" type veth peer name "$CLI_IF"
+ip link set "$SRV_IF" netns "$SRV_NS"
+ip link set "$CLI_IF" netns "$CLI_NS"
+ip -n "$SRV_NS" addr add "$SRV_IP/24" dev "$SRV_IF"
+ip -n "$CLI_NS" addr add "$CLI_IP/24" dev "$CLI_IF"
+for ns in "$SRV_NS" "$CLI_NS"; do ip -n "$ns" link set lo up; done
+ip -n "$SRV_NS" link set "$SRV_IF" up
+ip -n "$CLI_NS" link set "$CLI_IF" up
+
+# Same machines as dhcp-bench.sh: MAC 52:54:0b:HH:MM:LL, IP 10.100.0.0 + i in 10.0.0.0/8.
+awk -v n="$N" -v dir="$WORK" 'BEGIN {
+    base = 10 * 16777216 + 100 * 65536
+    for (i = 1; i <= n; i++) {
+        mac = sprintf("52:54:0b:%02x:%02x:%02x", int(i / 65536) % 256, int(i / 256) % 256, i % 256)
+        a = base + i
+        ip = sprintf("%d.%d.%d.%d", int(a / 16777216) % 256, int(a / 65536) % 256, int(a / 256) % 256, a % 256)
+        name = sprintf("bench-%06d", i)
+        printf "apiVersion: ironboot/v1\nkind: Hardware\nname: %s\ninterfaces:\n  - mac: %s\n    dhcp:\n      ip: %s\n      netmask: 255.0.0.0\n      gateway: 10.0.0.1\n      hostname: %s\n      name_servers: [10.0.0.1]\n---\n", name, mac, ip, name > (dir "/hardware.yaml")
+        print mac > (dir "/macs.txt")
+    }
+}'
+
+ip netns exec "$SRV_NS" "$WORK/bin/hardware-api" --store memory --listen "127.0.0.1:$REG_PORT" \
+    --tokens "write:$WTOK,read:$RTOK" >"$WORK/registry.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do ip netns exec "$SRV_NS" ss -ltn "sport = :$REG_PORT" | grep -q LISTEN && break; sleep 0.1; done
+ip netns exec "$SRV_NS" "$WORK/bin/hwctl" --registry "http://127.0.0.1:$REG_PORT" --registry-token "$WTOK" \
+    apply -f "$WORK/hardware.yaml" >"$WORK/apply.log" 2>&1 || die "hwctl apply failed: $(tail -3 "$WORK/apply.log")"
+
+ip netns exec "$SRV_NS" valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+    "$WORK/bin/dhcp-svc" --interface "$SRV_IF" --registry "http://127.0.0.1:$REG_PORT" --registry-token "$RTOK" \
+    --admin-listen "$ADMIN" --workers "$WORKERS" >"$WORK/dhcp-svc.log" 2>&1 &
+SVC=$!
+PIDS=("$SVC" "${PIDS[@]}")
+for i in $(seq 1 1200); do
+    [[ $(ip netns exec "$SRV_NS" curl -s -o /dev/null -w '%{http_code}' "http://$ADMIN/healthz" || true) == 200 ]] && break
+    kill -0 "$SVC" 2>/dev/null || die "dhcp-svc exited: $(tail -5 "$WORK/dhcp-svc.log")"
+    ((i < 1200)) || die "dhcp-svc not ready after 120 s"
+    sleep 0.1
+done
+
+pd() { # RATE SECS OUT
+    timeout $(($2 + 60)) ip netns exec "$CLI_NS" perfdhcp -4 -l "$CLI_IF" -R "$N" -M "$WORK/macs.txt" -p "$2" -g single \
+        -r "$1" -W 2000000 "$SRV_IP" >"$3" 2>&1 || true
+}
+pd "$RATE" 3 "$WORK/warmup.out"
+callgrind_control -z "$SVC" >/dev/null
+pd "$RATE" "$SECS" "$WORK/run.out"
+callgrind_control -d "$SVC" >/dev/null
+sleep 1
+read -r offers acks < <(awk '/^received packets:/ { r[++k] = $3 } END { print r[1] + 0, r[2] + 0 }' "$WORK/run.out")
+exch=$(((offers + acks) / 2))
+dump=$(ls -t "$WORK"/callgrind.out.* | head -1)
+total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+echo "dhcp-svc ($N machines, $WORKERS worker(s)), perfdhcp ${RATE}/s x ${SECS}s: $offers OFFERs, $acks ACKs"
+awk -v t="$total" -v n="$exch" 'BEGIN { printf "instructions: %d total, %d per exchange (all threads)\n", t, (n > 0 ? t / n : 0) }'
+echo "inclusive, per exchange (top $TOP):"
+callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | awk -v n="$exch" -v top="$TOP" '
+    /^-+$/ { sep++; next }
+    sep >= 4 && $1 ~ /^[0-9,]+$/ && c < top { v = $1; gsub(",", "", v); $1 = ""; $2 = $2; printf "  %9d  %s\n", v / n, substr($0, 1, 150); c++ }'
+cp "$dump" "$WORK/last.callgrind" 2>/dev/null || true
