@@ -16,7 +16,7 @@ pub const TRANSFERS: &str = "tftp_transfers_total";
 pub const FAILED: &str = "tftp_transfers_failed_total";
 /// Requests answered with an ERROR, by `reason`.
 pub const REFUSED: &str = "tftp_requests_refused_total";
-/// Requests not answered at all, by `reason` (busy, client_limit, duplicate, shutting_down).
+/// Requests not answered at all, by `reason` (busy, client_limit, duplicate, socket_error).
 pub const DROPPED_REQUESTS: &str = "tftp_requests_dropped_total";
 /// Datagrams dropped, by `reason` (malformed kinds, truncated, unexpected, queue_full).
 pub const DROPPED_PACKETS: &str = "tftp_packets_dropped_total";
@@ -34,7 +34,7 @@ pub fn describe() {
     describe_counter!(TRANSFERS, "Finished TFTP transfers by outcome (completed, size_probe, client_aborted, timeout, shutdown, io_error).");
     describe_counter!(FAILED, "Finished TFTP transfers that did not deliver the file (timeout, client_aborted, io_error, shutdown).");
     describe_counter!(REFUSED, "TFTP requests answered with an ERROR packet, by reason.");
-    describe_counter!(DROPPED_REQUESTS, "TFTP requests not answered at all, by reason (busy, client_limit, duplicate, shutting_down).");
+    describe_counter!(DROPPED_REQUESTS, "TFTP requests not answered at all, by reason (busy, client_limit, duplicate, socket_error).");
     describe_counter!(DROPPED_PACKETS, "TFTP datagrams dropped, by reason.");
     describe_counter!(BYTES, Unit::Bytes, "File bytes sent over TFTP, retransmissions included.");
     describe_counter!(RETRANSMITS, "TFTP blocks (and OACKs) sent again after a timeout or duplicate ACK.");
