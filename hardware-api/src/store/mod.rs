@@ -11,6 +11,7 @@
 //!   that same transaction, so watchers can resume after a restart;
 //! - a write is acknowledged only once it is durable.
 
+pub mod index;
 pub mod redb;
 
 use std::net::Ipv4Addr;
