@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use ironboot_proto::pb::hardware_service_server::HardwareServiceServer;
+use tower_http::trace::TraceLayer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
@@ -265,6 +266,7 @@ pub async fn serve_with_admin(
         let _ = stop_tx.send(true);
     };
     let serve = builder
+        .layer(TraceLayer::new_for_grpc().make_span_with(rpc_span).on_request(()).on_response(()).on_failure(()).on_eos(()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(HardwareServiceServer::new(registry))
@@ -289,4 +291,17 @@ pub async fn serve_with_admin(
     store.close();
     tracing::info!("stopped");
     result
+}
+
+/// The span of one RPC, continuing the caller's `traceparent` metadata (a boot service's
+/// lookup for a machine it has not cached, hwctl). Only made when spans are exported:
+/// otherwise a lookup costs no span at all.
+fn rpc_span<B>(req: &http::Request<B>) -> tracing::Span {
+    use ironboot_telemetry::trace;
+    if !trace::exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("grpc", rpc = %req.uri().path());
+    trace::set_parent(&span, trace::from_headers(req.headers()));
+    span
 }

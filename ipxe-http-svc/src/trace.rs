@@ -31,8 +31,12 @@ pub fn from_query(query: &str) -> Option<TraceParent> {
 }
 
 /// Opens the span of `req`, continuing the parent it names, and records the span's own
-/// context on the request for the handlers.
+/// context on the request for the handlers. Scrapes and probes (`/metrics`, `/healthz`)
+/// get none.
 pub fn start(req: &mut Request) -> tracing::Span {
+    if matches!(req.uri().path(), "/metrics" | "/healthz") {
+        return tracing::Span::none();
+    }
     let span = tracing::info_span!(
         "http request",
         method = %req.method(),

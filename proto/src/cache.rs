@@ -339,6 +339,8 @@ impl HardwareCache {
             }),
         };
         let mut client = self.inner.client.clone();
+        let mut req = tonic::Request::new(req);
+        ironboot_telemetry::trace::inject_grpc(req.metadata_mut());
         let res = tokio::time::timeout(self.inner.config.lookup_timeout, client.get_hardware(req)).await;
         let result = match &res {
             Ok(Ok(r)) if r.get_ref().hardware.is_some() => "found",

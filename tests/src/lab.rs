@@ -3,7 +3,7 @@
 //! ```text
 //!   namespace ibe-<tag>-<pid>-<n>
 //!   ┌──────────────────────────────────────────────────────────────────────────┐
-//!   │ lo 127.0.0.1: hardware-api :50061, admin/query endpoints                 │
+//!   │ lo 127.0.0.1: hardware-api :50061, OTLP collector :4317, admin/query     │
 //!   │ br0 10.91.0.1/24, fd91::1/64 (radvd: RAs so iPXE skips its IPv6 wait)     │
 //!   │   ├─ dhcp-svc (or dnsmasq / Kea / ISC dhcpd), tftp-svc :69,              │
 //!   │   │  ipxe-http-svc :8080 (scripts + /assets: kernel, initramfs),         │
@@ -24,6 +24,7 @@ use crate::bins;
 use crate::initramfs;
 use crate::lock::{self, ScenarioLock};
 use crate::netns::{Netns, metric_sum};
+use crate::otlp::{self, Collector};
 use crate::proc::Proc;
 use crate::vm::{Firmware, Vm, VmSpec};
 
@@ -36,6 +37,8 @@ pub const DHCP_ADMIN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9067
 pub const TFTP_ADMIN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9069);
 pub const HTTP_ADMIN: SocketAddrV4 = SocketAddrV4::new(SERVER_IP, HTTP_PORT);
 pub const SYSLOG_API: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9514);
+/// The test's OTLP/gRPC trace collector, on the namespace loopback.
+pub const OTLP_COLLECTOR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4317));
 const READ_TOKEN: &str = "e2e-read-token-0123456789";
 const WRITE_TOKEN: &str = "e2e-write-token-0123456789";
 pub const TAP: &str = "tap0";
@@ -81,6 +84,9 @@ pub struct Lab {
     pub ns: Netns,
     pub dir: PathBuf,
     procs: Vec<Proc>,
+    /// The OTLP trace collector every service exports to (dropped after the processes,
+    /// so their last spans, flushed at shutdown, still arrive).
+    collector: Option<Collector>,
     /// Other hosts on the boot LAN (namespaces linked to the bridge), e.g. an existing
     /// DHCP server. Dropped after the processes.
     peers: Vec<Netns>,
@@ -97,7 +103,7 @@ impl Lab {
         let tmp = tempfile::Builder::new().prefix(&format!("ironboot-e2e-{tag}-")).tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let ns = Netns::new(tag);
-        let mut lab = Lab { tag: tag.into(), ns, dir, procs: Vec::new(), peers: Vec::new(), tmp: Some(tmp), _lock: lock };
+        let mut lab = Lab { tag: tag.into(), ns, dir, procs: Vec::new(), collector: None, peers: Vec::new(), tmp: Some(tmp), _lock: lock };
         lab.ns.ip(&["link", "add", BRIDGE, "type", "bridge", "forward_delay", "0"]);
         lab.ns.ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", BRIDGE]);
         lab.ns.ip(&["addr", "add", SERVER_IP6, "dev", BRIDGE, "nodad"]);
@@ -106,6 +112,7 @@ impl Lab {
         lab.ns.ip(&["link", "set", TAP, "up"]);
         lab.ns.ip(&["link", "set", BRIDGE, "up"]);
         lab.start_radvd();
+        lab.collector = Some(Collector::start_in(&lab.ns, OTLP_COLLECTOR));
         lab.start_registry();
         lab
     }
@@ -120,6 +127,9 @@ impl Lab {
         let log = self.dir.join(format!("{name}.log"));
         let mut cmd = cmd;
         cmd.env("NO_COLOR", "1");
+        if let Some(c) = &self.collector {
+            cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", c.endpoint());
+        }
         self.procs.push(Proc::spawn(cmd, name, &log));
         self.procs.len() - 1
     }
@@ -131,6 +141,15 @@ impl Lab {
 
     fn proc_mut(&mut self, name: &str) -> Option<&mut Proc> {
         self.procs.iter_mut().find(|p| p.what == name)
+    }
+
+    /// Stops every process (SIGTERM, so each service flushes its spans, newest first) and
+    /// returns every span the collector received.
+    pub fn stop_all_and_collect_spans(&mut self) -> Vec<otlp::Span> {
+        while let Some(mut p) = self.procs.pop() {
+            p.stop(Duration::from_secs(5));
+        }
+        self.collector.as_ref().map(|c| c.spans()).unwrap_or_default()
     }
 
     /// Stops a service this lab started (SIGTERM, then SIGKILL).

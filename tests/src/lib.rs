@@ -16,6 +16,7 @@
 //! - [`initramfs`]: a busybox initramfs built by the test (own newc cpio writer);
 //! - [`vm`]: QEMU machines (BIOS or UEFI), their serial console and boot times;
 //! - [`lab`]: the namespace with its services, and what the scenarios assert on;
+//! - [`otlp`]: the OTLP trace collector every lab's services export their spans to;
 //! - [`byo`]: the bring-your-own-DHCP configuration templates in `deploy/byo-dhcp/`;
 //! - [`scenario`]: boot a machine into the initramfs and check every service saw it;
 //! - [`lock`]: one scenario at a time on this machine (TCG VMs are CPU-bound).
@@ -26,6 +27,7 @@ pub mod initramfs;
 pub mod lab;
 pub mod lock;
 pub mod netns;
+pub mod otlp;
 pub mod proc;
 pub mod scenario;
 pub mod vm;

@@ -134,3 +134,81 @@ pub fn assert_services_saw_boot(lab: &Lab, m: &Machine, report: &BootReport) {
         log_line(lab, "tftp-svc", &["outcome=\"completed\"", "name=ipxe.efi", &format!("machine=\"{}\"", m.name)]);
     }
 }
+
+/// One boot is one trace (issue 9), checked on the spans every service exported to the
+/// lab's collector: the firmware's DHCP exchange starts it, the TFTP fetch of the binary
+/// and iPXE's own DHCP exchange continue it, the `auto.ipxe` request continues iPXE's
+/// DHCP reply, the kernel got that request's span as `traceparent=`, and the installer's
+/// syslog line became that span's child. Also: a script request that names a trace and
+/// asks for a machine the cache does not hold carries the trace into the registry call.
+/// Stops every process (each flushes its spans on SIGTERM).
+#[track_caller]
+pub fn assert_one_boot_trace(lab: &mut Lab, m: &Machine, report: &BootReport) {
+    use crate::otlp::dump;
+    // A request for an unknown MAC, naming a trace: ipxe-http-svc asks the registry.
+    let probe = "00-11111111111111111111111111111111-2222222222222222-01";
+    let (status, _) = lab.http_get(crate::lab::HTTP_ADMIN, &format!("/02:00:00:00:99:99/auto.ipxe?traceparent={probe}"));
+    assert_eq!(status, 404);
+
+    let spans = lab.stop_all_and_collect_spans();
+    let all = dump(&spans);
+    let dhcp: Vec<_> = spans.iter().filter(|s| s.service == "dhcp-svc" && s.name == "dhcp" && s.attr("mac") == Some(m.mac.as_str())).collect();
+    let firmware: Vec<_> = dhcp.iter().filter(|s| s.attr("client") == Some("pxe")).collect();
+    let ipxe: Vec<_> = dhcp.iter().filter(|s| s.attr("client") == Some("ipxe")).collect();
+    assert!(firmware.len() >= 2 && ipxe.len() >= 2, "expected the firmware's and iPXE's DISCOVER+REQUEST spans:\n{all}");
+    let trace = dhcp[0].trace_id.clone();
+    assert!(dhcp.iter().all(|s| s.trace_id == trace), "the DHCP spans of one boot are one trace:\n{all}");
+    let roots: Vec<_> = dhcp.iter().filter(|s| s.parent_span_id.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "exactly one root (the firmware's first DISCOVER):\n{all}");
+    assert_eq!(roots[0].attr("client"), Some("pxe"), "{all}");
+    let dhcp_ids: Vec<&str> = dhcp.iter().map(|s| s.span_id.as_str()).collect();
+    assert!(dhcp.iter().all(|s| s.parent_span_id.is_empty() || dhcp_ids.contains(&s.parent_span_id.as_str())), "each DHCP span continues the previous one:\n{all}");
+
+    // The binary fetch: a child of a firmware DHCP reply.
+    let firmware_ids: Vec<&str> = firmware.iter().map(|s| s.span_id.as_str()).collect();
+    let tftp: Vec<_> = spans.iter().filter(|s| s.service == "tftp-svc" && s.name == "tftp" && s.attr("file").is_some_and(|f| f.starts_with("ipxe.efi-00-"))).collect();
+    assert!(!tftp.is_empty(), "no tftp span for ipxe.efi:\n{all}");
+    for t in &tftp {
+        assert_eq!(t.trace_id, trace, "the TFTP fetch joins the boot's trace:\n{all}");
+        assert!(firmware_ids.contains(&t.parent_span_id.as_str()), "the TFTP fetch is a child of the firmware's DHCP reply:\n{all}");
+    }
+
+    // The script request: a child of iPXE's DHCP reply; its span went to the kernel.
+    let ipxe_ids: Vec<&str> = ipxe.iter().map(|s| s.span_id.as_str()).collect();
+    let script = spans
+        .iter()
+        .find(|s| s.service == "ipxe-http-svc" && s.attr("route") == Some("script") && s.attr("status") == Some("200"))
+        .unwrap_or_else(|| panic!("no span for the script request:\n{all}"));
+    assert_eq!(script.trace_id, trace, "{all}");
+    assert!(ipxe_ids.contains(&script.parent_span_id.as_str()), "the script request is a child of iPXE's DHCP reply:\n{all}");
+    let cmdline_tp = report
+        .console
+        .lines()
+        .find(|l| l.contains("IRONBOOT-E2E-CMDLINE"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("traceparent=")))
+        .unwrap_or_default();
+    assert_eq!(cmdline_tp, script.traceparent(), "the kernel command line carries the script request's span:\n{all}");
+
+    // The installer's syslog line: a child of the script request's span.
+    let line = spans
+        .iter()
+        .find(|s| s.service == "syslog-svc" && s.trace_id == trace)
+        .unwrap_or_else(|| panic!("no syslog span in the boot's trace:\n{all}"));
+    assert_eq!(line.parent_span_id, script.span_id, "{all}");
+    assert_eq!(line.attr("mac"), Some(m.mac.as_str()), "{all}");
+
+    // The registry lookup of the probe continued the probe request's span.
+    let probe_trace = "11111111111111111111111111111111";
+    let probe_http = spans
+        .iter()
+        .find(|s| s.service == "ipxe-http-svc" && s.trace_id == probe_trace)
+        .unwrap_or_else(|| panic!("no span for the probe request:\n{all}"));
+    assert_eq!(probe_http.parent_span_id, "2222222222222222", "{all}");
+    let rpc = spans
+        .iter()
+        .find(|s| s.service == "hardware-api" && s.trace_id == probe_trace)
+        .unwrap_or_else(|| panic!("the registry call of the probe request carried no trace:\n{all}"));
+    assert_eq!(rpc.parent_span_id, probe_http.span_id, "{all}");
+    assert_eq!(rpc.attr("rpc"), Some("/hardware.v1.HardwareService/GetHardware"), "{all}");
+    println!("one boot, one trace: {} spans in trace {trace}", spans.iter().filter(|s| s.trace_id == trace).count());
+}

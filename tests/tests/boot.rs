@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ironboot_e2e::bins;
 use ironboot_e2e::lab::{DHCP_ADMIN, HTTP_ADMIN, Lab, Machine};
-use ironboot_e2e::scenario::{assert_services_saw_boot, boot_to_syslog, log_line, mac};
+use ironboot_e2e::scenario::{assert_one_boot_trace, assert_services_saw_boot, boot_to_syslog, log_line, mac};
 use ironboot_e2e::Firmware;
 
 const VM_IP: Ipv4Addr = Ipv4Addr::new(10, 91, 0, 50);
@@ -53,6 +53,8 @@ fn uefi_two_step_chainload_boots_to_kernel() {
     log_line(&lab, "dhcp-svc", &["netboot reply", &format!("mac={}", m.mac), "client=\"pxe\"", "reply=\"ack\"", "boot=TftpFile(\"ipxe.efi\")"]);
     log_line(&lab, "dhcp-svc", &["netboot reply", &format!("mac={}", m.mac), "client=\"ipxe\"", "reply=\"ack\"", "boot=Script("]);
     assert!(report.console.contains("NBP file downloaded successfully") && report.console.contains("iPXE"), "{}", report.console);
+    // Every service exported its spans to the lab's collector: one boot, one trace.
+    assert_one_boot_trace(&mut lab, &m, &report);
 }
 
 /// d. Proxy mode: dnsmasq (another host on the LAN) hands out the addresses and no boot
