@@ -68,16 +68,10 @@ pub fn record_span(traceparent: &str, p: &Parsed<'_>, machine: Option<&crate::re
     span.in_scope(|| {});
 }
 
-/// W3C Trace Context §3.2: lowercase hex, version not `ff`, trace-id and parent-id not
-/// all zeros. Later versions may append fields; we accept exactly version 00's length.
+/// W3C Trace Context §3.2, version 00 (the one shared parser): lowercase hex, trace-id
+/// and parent-id not all zeros.
 pub fn is_valid(v: &str) -> bool {
-    let b = v.as_bytes();
-    if b.len() != LEN || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
-        return false;
-    }
-    let hex = |r: std::ops::Range<usize>| b[r].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
-    let zero = |r: std::ops::Range<usize>| b[r].iter().all(|&c| c == b'0');
-    hex(0..2) && hex(3..35) && hex(36..52) && hex(53..55) && &b[0..2] != b"ff" && !zero(3..35) && !zero(36..52)
+    ironboot_telemetry::TraceParent::parse(v).is_some_and(|t| t.is_valid())
 }
 
 #[cfg(test)]

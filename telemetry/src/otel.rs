@@ -118,3 +118,28 @@ fn runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("otel-export").enable_all().build()?;
     Ok(RT.get_or_init(|| rt))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_endpoints_are_explained() {
+        let err = |e: &str| Exporter::start(e, "test").err().unwrap_or_default();
+        assert!(err("collector:4317").contains("needs a scheme"), "{}", err("collector:4317"));
+        assert!(err("https://collector:4317").contains("not supported"));
+        assert!(err("http://").contains("not a URL") || err("http://").contains("no host"), "{}", err("http://"));
+        assert!(err("not a url at all").contains("not a URL"));
+    }
+
+    #[test]
+    fn a_collector_that_is_down_does_not_stop_the_service() {
+        // Nothing listens on port 9 (discard) of loopback: start succeeds (the channel
+        // connects lazily), export fails quietly, shutdown returns within its timeout.
+        let e = Exporter::start("http://127.0.0.1:9", "test").expect("lazy connect");
+        assert_eq!(e.endpoint(), "http://127.0.0.1:9");
+        let t = std::time::Instant::now();
+        e.shutdown();
+        assert!(t.elapsed() < EXPORT_TIMEOUT * 3, "{:?}", t.elapsed());
+    }
+}
