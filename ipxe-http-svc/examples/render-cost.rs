@@ -26,7 +26,7 @@ fn main() {
     let mut bytes = 0;
     let started = Instant::now();
     for _ in 0..n {
-        let tp = ipxe_http_svc::trace::request_span(None);
+        let tp = bootfiles::TraceParent::new_root();
         let s = choose(&hw, mac, &d, &RequestFacts { authority: "127.0.0.1:8080", traceparent: tp });
         let out = match s {
             Script::Installer(v) => t.installer(&v).expect("render"),
