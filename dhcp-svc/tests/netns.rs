@@ -10,6 +10,24 @@ use std::time::Duration;
 use common::{Lab, Netns, Proc, SERVER_IP, get, http_get, metric_sum, sh};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder, v4};
 
+/// A boot file name or URL without the trace context dhcp-svc hands netboot clients
+/// (`<file>-00-…` or `<url>?traceparent=…`); panics when there is none or it is malformed.
+fn without_trace(s: &str) -> &str {
+    use ironboot_telemetry::TraceParent;
+    if let Some((url, tp)) = s.split_once("?traceparent=") {
+        assert!(TraceParent::parse(tp).is_some_and(|t| t.is_valid()), "malformed trace context in {s:?}");
+        return url;
+    }
+    let cut = s.len().saturating_sub(56);
+    let (file, suffix) = s.split_at(cut);
+    assert!(suffix.strip_prefix('-').and_then(TraceParent::parse).is_some_and(|t| t.is_valid()), "no trace context on {s:?}");
+    file
+}
+
+fn fname(m: &v4::Message) -> String {
+    m.fname().map(|f| String::from_utf8_lossy(f.split(|b| *b == 0).next().unwrap()).into_owned()).unwrap_or_default()
+}
+
 fn machine(name: &str, mac: &str, ip: &str, extra_netboot: &str) -> String {
     format!(
         "name: {name}
@@ -90,7 +108,7 @@ async fn udhcpc_sees_the_right_boot_answer_per_client_kind() {
     for (args, want) in cases {
         let env = lab.udhcpc(&args).unwrap_or_else(|| panic!("no lease for {args:?}; log:\n{}", lab.log()));
         assert_eq!(get(&env, "ip"), Some("10.77.0.10"), "{args:?}");
-        assert_eq!(get(&env, "boot_file"), Some(want.as_str()), "{args:?}");
+        assert_eq!(get(&env, "boot_file").map(without_trace), Some(want.as_str()), "{args:?}");
         if want.ends_with(".efi") || want.ends_with(".kpxe") {
             assert_eq!(get(&env, "siaddr"), Some("10.77.0.1"), "{args:?}");
         }
@@ -297,11 +315,11 @@ async fn proxy_mode_beside_dnsmasq() {
     let p = &from_proxy[0].1;
     assert_eq!(p.yiaddr(), Ipv4Addr::UNSPECIFIED, "proxy mode never assigns addresses");
     assert_eq!(p.siaddr(), SERVER_IP);
-    assert_eq!(p.fname().map(|f| f.split(|b| *b == 0).next().unwrap().to_vec()), Some(b"ipxe.efi".to_vec()));
+    assert_eq!(without_trace(&fname(p)), "ipxe.efi");
     assert!(matches!(p.opts().get(v4::OptionCode::ClassIdentifier), Some(v4::DhcpOption::ClassIdentifier(c)) if c == b"PXEClient"));
     assert_eq!(proxy_ack.len(), 1, "no ACK on port 4011; log:\n{}", lab.log());
     assert_eq!(proxy_ack[0].1.opts().msg_type(), Some(v4::MessageType::Ack));
-    assert_eq!(proxy_ack[0].1.fname().map(|f| f.split(|b| *b == 0).next().unwrap().to_vec()), Some(b"ipxe.efi".to_vec()));
+    assert_eq!(without_trace(&fname(&proxy_ack[0].1)), "ipxe.efi");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
