@@ -273,11 +273,12 @@ pd_pct() {
 # ---------------------------------------------------------------- servers
 SERVER_PID=""
 start_server() {
-    local kind=$1 workers=${2:-1} dir=$WORK/n$REG_FOR
+    local kind=$1 workers=${2:-1} coalesce=${3:-} dir=$WORK/n$REG_FOR
     case $kind in
     dhcp-svc)
         ip netns exec "$SRV_NS" taskset -c 0 "${RTP[@]}" "$BIN/dhcp-svc" --interface "$SRV_IF" --registry "http://127.0.0.1:$REG_PORT" \
-            --registry-token "$READ_TOKEN" --admin-listen "$ADMIN" --workers "$workers" >"$WORK/dhcp-svc.log" 2>&1 &
+            --registry-token "$READ_TOKEN" --admin-listen "$ADMIN" --workers "$workers" \
+            ${coalesce:+--receive-coalesce "$coalesce"} >"$WORK/dhcp-svc.log" 2>&1 &
         SERVER_PID=$!
         PIDS+=("$SERVER_PID")
         for _ in $(seq 1 300); do
@@ -449,13 +450,15 @@ profile_run() {
 # ---------------------------------------------------------------- measure one server
 declare -A R
 measure() {
-    local spec=$1 kind=${1%%:*} workers=1 label
+    # SPEC: kind[:workers[:receive-coalesce]], e.g. dhcp-svc:1, dhcp-svc:2:0ms.
+    local spec=$1 kind=${1%%:*} workers=1 coalesce="" label
     [[ $spec == *:* ]] && workers=${spec#*:}
+    [[ $workers == *:* ]] && coalesce=${workers#*:} workers=${workers%%:*}
     label=$kind
-    [[ $kind != dhcp-svc ]] || label=$kind-w$workers
+    [[ $kind != dhcp-svc ]] || label=$kind-w$workers${coalesce:+-c$coalesce}
     LAST_LABEL=$label
     step "$label ($REG_FOR machines)"
-    start_server "$kind" "$workers"
+    start_server "$kind" "$workers" "$coalesce"
     local rss0
     rss0=$(rss_mib "$SERVER_PID")
     echo "  server PID $SERVER_PID ($(cat "/proc/$SERVER_PID/comm")), RSS ${rss0} MiB"

@@ -332,6 +332,8 @@ pub struct Reply {
 /// not one per option.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
+    /// Which codes are set: `get` and `set` skip the search for absent ones.
+    present: [u64; 4],
     /// Code, start and length of each value in `data`.
     index: Vec<(u8, u32, u32)>,
     /// Values; a replaced value's old bytes stay unused until the reply is dropped.
@@ -340,10 +342,17 @@ pub struct Options {
 
 impl Options {
     pub fn with_capacity(options: usize, bytes: usize) -> Self {
-        Options { index: Vec::with_capacity(options), data: Vec::with_capacity(bytes) }
+        Options { present: [0; 4], index: Vec::with_capacity(options), data: Vec::with_capacity(bytes) }
+    }
+
+    fn has(&self, c: u8) -> bool {
+        self.present[(c >> 6) as usize] & (1 << (c & 63)) != 0
     }
 
     pub fn get(&self, c: u8) -> Option<&[u8]> {
+        if !self.has(c) {
+            return None;
+        }
         self.index.iter().find(|(k, _, _)| *k == c).map(|(_, s, l)| &self.data[*s as usize..(*s + *l) as usize])
     }
 
@@ -367,9 +376,11 @@ impl Options {
     /// Points option `c` at `data[start..]`.
     fn put(&mut self, c: u8, start: usize) {
         let entry = (c, start as u32, (self.data.len() - start) as u32);
-        match self.index.iter_mut().find(|(k, _, _)| *k == c) {
-            Some(e) => *e = entry,
-            None => self.index.push(entry),
+        if !self.has(c) {
+            self.present[(c >> 6) as usize] |= 1 << (c & 63);
+            self.index.push(entry);
+        } else if let Some(e) = self.index.iter_mut().find(|(k, _, _)| *k == c) {
+            *e = entry;
         }
     }
 
@@ -542,8 +553,10 @@ fn tlv_len(v: &[u8]) -> usize {
 
 /// Appends one option as TLV bytes, split into 255-byte pieces when longer.
 fn put_tlv(out: &mut Vec<u8>, c: u8, v: &[u8]) {
-    if v.is_empty() {
-        out.extend_from_slice(&[c, 0]);
+    if v.len() <= 255 {
+        out.extend_from_slice(&[c, v.len() as u8]);
+        out.extend_from_slice(v);
+        return;
     }
     for chunk in v.chunks(255) {
         out.push(c);
