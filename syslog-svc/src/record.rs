@@ -116,12 +116,13 @@ pub fn write_line(out: &mut Vec<u8>, meta: &Meta, p: &Parsed<'_>, traceparent: O
 
 /// `n` as exactly `width` decimal digits (zero-padded; `n` must fit).
 fn digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for i in (start..start + width).rev() {
-        out[i] = b'0' + (n % 10) as u8;
+    let mut buf = [b'0'; 10];
+    let width = width.min(buf.len());
+    for d in buf[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
         n /= 10;
     }
+    out.extend_from_slice(&buf[..width]);
 }
 
 /// `n` in decimal, no padding.
@@ -179,15 +180,18 @@ fn date_time(out: &mut Vec<u8>, year: u32, month: u32, day: u32, hour: u32, minu
 /// As `DateTime::to_rfc3339_opts(SecondsFormat::AutoSi, true)`: a fraction of 0, 3, 6
 /// or 9 digits, whichever shows it exactly, and `Z` for a zero offset.
 fn sender_stamp(out: &mut Vec<u8>, ts: &DateTime<FixedOffset>) {
-    let nanos = ts.nanosecond();
+    // The local date and time, computed once (each accessor of a DateTime<FixedOffset>
+    // would add the offset again).
+    let local = ts.naive_local();
+    let nanos = local.nanosecond();
     let offset = ts.offset().local_minus_utc();
-    if !(0..=9999).contains(&ts.year()) || nanos >= 1_000_000_000 || offset % 60 != 0 {
+    if !(0..=9999).contains(&local.year()) || nanos >= 1_000_000_000 || offset % 60 != 0 {
         // Years that need a sign or five digits, leap seconds, offsets with seconds:
         // chrono's own rendering.
         out.extend_from_slice(ts.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
         return;
     }
-    date_time(out, ts.year() as u32, ts.month(), ts.day(), ts.hour(), ts.minute(), ts.second());
+    date_time(out, local.year() as u32, local.month(), local.day(), local.hour(), local.minute(), local.second());
     if nanos == 0 {
     } else if nanos % 1_000_000 == 0 {
         out.push(b'.');
@@ -229,9 +233,47 @@ fn source_addr(out: &mut Vec<u8>, a: &SocketAddr) {
     }
 }
 
+/// What JSON needs for each byte inside a string: 0 = itself, else the escape letter
+/// (`u` = `\u00XX`). The same choice as `serde_json` (tested against it).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// A JSON string: runs that need no escaping are copied whole.
 fn string(out: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail, and a &str always serializes.
-    let _ = serde_json::to_writer(&mut *out, s);
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let e = ESCAPE[c as usize];
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        start = i + 1;
+        if e == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 0xf) as usize]]);
+        } else {
+            out.extend_from_slice(&[b'\\', e]);
+        }
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
 }
 
 fn field(out: &mut Vec<u8>, key: &str, value: &str) {
@@ -369,6 +411,15 @@ mod tests {
         out.clear();
         sender_stamp(&mut out, &odd);
         assert_eq!(String::from_utf8_lossy(&out), odd.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        let mut all = String::new();
+        for c in (0u32..0x80).chain([0xe9, 0xfffd, 0x1f600]) {
+            all.push(char::from_u32(c).expect("char"));
+        }
+        for text in [all.as_str(), "", "plain", "a\"b\\c\n", "\u{1}x\u{7f}", "tail\t"] {
+            out.clear();
+            string(&mut out, text);
+            assert_eq!(String::from_utf8_lossy(&out), serde_json::to_string(text).expect("json"), "{text:?}");
+        }
         for a in ["0.0.0.0:0", "255.255.255.255:65535", "10.7.0.12:514", "[::1]:514", "[2001:db8::1%3]:9"] {
             let a: SocketAddr = a.parse().expect("addr");
             out.clear();
