@@ -46,6 +46,20 @@ struct LastSource {
     found: Option<(Arc<Hardware>, Option<usize>)>,
 }
 
+/// From this many messages on, a batch is parsed and rendered in two halves, the second on
+/// a helper thread, and written in order: on a shared machine one thread gets a fraction
+/// of a core, and the writer was what limited the lossless rate.
+const PARALLEL_MIN: usize = 256;
+
+/// One rendered part of a batch: its lines (ending at `ends`), ring lines and counts.
+#[derive(Default)]
+struct Part {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    ring: Vec<RingLine>,
+    counts: Counts,
+}
+
 /// A line for a machine's ring, pushed when the batch is done (one store lock per batch).
 struct RingLine {
     hw: Arc<Hardware>,
@@ -83,22 +97,46 @@ impl Writer {
     /// Runs until every queue sender is gone and the queue is drained.
     pub fn run(mut self) {
         let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
-        let mut line: Vec<u8> = Vec::with_capacity(4096);
-        let mut ring: Vec<RingLine> = Vec::new();
+        let (mut first, mut second) = (Part::default(), Part::default());
         loop {
             if self.rx.blocking_recv_many(&mut batch, BATCH) == 0 {
                 break;
             }
             let ctx = ParseContext { now: Utc::now(), rfc3164_offset: self.rfc3164_offset };
-            let mut released = 0;
-            let mut counts = Counts::default();
-            let mut last = LastSource::default();
-            for e in batch.drain(..) {
-                released += Receiver::cost(&e);
-                self.handle(&e, &ctx, &mut line, &mut counts, &mut last, &mut ring);
+            let released: usize = batch.iter().map(Receiver::cost).sum();
+            let half = if batch.len() >= PARALLEL_MIN { batch.len() / 2 } else { batch.len() };
+            let (a, b) = batch.split_at(half);
+            let cache = &self.cache;
+            std::thread::scope(|scope| {
+                let helper = if b.is_empty() {
+                    None
+                } else {
+                    // The helper owns the part while it renders (if it cannot start, only
+                    // reused buffers are lost).
+                    let mut part = std::mem::take(&mut second);
+                    std::thread::Builder::new()
+                        .name("syslog-render".into())
+                        .spawn_scoped(scope, move || {
+                            render(cache, b, &ctx, &mut part);
+                            part
+                        })
+                        .ok()
+                };
+                render(cache, a, &ctx, &mut first);
+                match helper {
+                    Some(h) => match h.join() {
+                        Ok(part) => second = part,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    },
+                    // No helper thread (none wanted, or it could not start): render here.
+                    None if !b.is_empty() => render(cache, b, &ctx, &mut second),
+                    None => {}
+                }
+            });
+            batch.clear();
+            for part in [&mut first, &mut second] {
+                self.write_part(part);
             }
-            self.keep(&mut ring);
-            self.count(&counts);
             self.rx.release(released);
             self.stats.queue_depth.set(self.rx.len() as f64);
             if self.rx.is_empty() {
@@ -143,16 +181,42 @@ impl Writer {
         }
     }
 
-    /// Parses, attributes and writes one message; its ring line goes to `ring`.
-    fn handle(
-        &mut self,
-        e: &Entry,
-        ctx: &ParseContext,
-        line: &mut Vec<u8>,
-        counts: &mut Counts,
-        last: &mut LastSource,
-        ring: &mut Vec<RingLine>,
-    ) {
+    /// Writes a rendered part's lines in order, keeps its ring lines, counts; empties it.
+    fn write_part(&mut self, part: &mut Part) {
+        let mut start = 0;
+        for &end in &part.ends {
+            match self.output.write_line(&part.buf[start..end]) {
+                Ok(rotated) => part.counts.rotations += u64::from(rotated),
+                Err(err) => {
+                    // Keep going: the ring still serves the operator, and the next write
+                    // retries the file.
+                    part.counts.output_errors += 1;
+                    tracing::warn!(error = %err, "writing a syslog line failed");
+                }
+            }
+            start = end;
+        }
+        self.keep(&mut part.ring);
+        self.count(&part.counts);
+        part.buf.clear();
+        part.ends.clear();
+        part.counts = Counts::default();
+    }
+}
+
+/// Parses, attributes and renders `entries` into `part` (no output: that stays in order
+/// on the writer thread).
+fn render(cache: &HardwareCache, entries: &[Entry], ctx: &ParseContext, part: &mut Part) {
+    let mut last = LastSource::default();
+    for e in entries {
+        render_one(cache, e, ctx, part, &mut last);
+    }
+}
+
+/// One message: parsed, attributed and its line appended to `part`.
+fn render_one(cache: &HardwareCache, e: &Entry, ctx: &ParseContext, part: &mut Part, last: &mut LastSource) {
+    let counts = &mut part.counts;
+    {
         let (text, invalid_utf8) = match std::str::from_utf8(&e.data) {
             Ok(s) => (Cow::Borrowed(s), false),
             Err(_) => (String::from_utf8_lossy(&e.data), true),
@@ -169,7 +233,7 @@ impl Writer {
         if last.ip != Some(source_ip) {
             let ip = source_ipv4(source_ip);
             last.ip = Some(source_ip);
-            last.found = ip.and_then(|ip| self.cache.by_ip(ip).map(|hw| (hw.clone(), interface_index(&hw, ip))));
+            last.found = ip.and_then(|ip| cache.by_ip(ip).map(|hw| (hw.clone(), interface_index(&hw, ip))));
         }
         let hw = last.found.as_ref().map(|(hw, _)| hw);
         let identity = match &last.found {
@@ -188,25 +252,17 @@ impl Writer {
             truncated: e.truncated,
             invalid_utf8,
         };
-        line.clear();
+        let start = part.buf.len();
         let traceparent = crate::traceparent::extract(&p);
         if let Some(tp) = traceparent {
             crate::traceparent::record_span(tp, &p, identity.as_ref());
         }
-        write_line(line, &meta, &p, traceparent, identity.as_ref());
-        match self.output.write_line(line) {
-            Ok(rotated) => counts.rotations += u64::from(rotated),
-            Err(err) => {
-                // Keep going: the ring still serves the operator, and the next write
-                // retries the file.
-                counts.output_errors += 1;
-                tracing::warn!(error = %err, "writing a syslog line failed");
-            }
-        }
+        write_line(&mut part.buf, &meta, &p, traceparent, identity.as_ref());
+        part.ends.push(part.buf.len());
         counts.written += 1;
         if let Some(hw) = hw {
-            let json = std::str::from_utf8(&line[..line.len() - 1]).unwrap_or("");
-            ring.push(RingLine { hw: hw.clone(), received: e.received, json: json.into() });
+            let json = std::str::from_utf8(&part.buf[start..part.buf.len() - 1]).unwrap_or("");
+            part.ring.push(RingLine { hw: hw.clone(), received: e.received, json: json.into() });
         }
     }
 }
