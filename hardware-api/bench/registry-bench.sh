@@ -9,9 +9,11 @@
 #
 # Other knobs (environment): BENCH_SEED_CONCURRENCY (64), BENCH_GRPC_CONCURRENCY (16),
 # BENCH_GRPC_DURATION (10s), BENCH_GRPC_CONNECTIONS (1), BENCH_CACHE_LOOKUPS (10000000),
-# BENCH_CLIENT_THREADS (tokio workers of the load generator; default one per core),
-# BENCH_SKIP_BUILD=1 to use the binaries already in target/release, BENCH_SKIP_BASELINE=1
-# to skip the gRPC health-check baseline.
+# BENCH_REGISTRY_THREADS (the registry's --worker-threads; default 1, "" for one per core),
+# BENCH_CLIENT_THREADS (tokio workers of the load generator; default 1, "" for one per core),
+# BENCH_SKIP_BUILD=1 to use the binaries already in target/release, BENCH_BIN_DIR to take
+# hardware-api and hardware-bench from another directory (implies no build; for before/after
+# comparisons in one sitting), BENCH_SKIP_BASELINE=1 to skip the gRPC health-check baseline.
 #
 # Everything runs on this machine: the load generator shares the cores with the registry,
 # so anything else busy on the machine lowers the figures. The gRPC step reports how much
@@ -25,7 +27,12 @@ GRPC_CONCURRENCY="${BENCH_GRPC_CONCURRENCY:-16}"
 GRPC_DURATION="${BENCH_GRPC_DURATION:-10s}"
 GRPC_CONNECTIONS="${BENCH_GRPC_CONNECTIONS:-1}"
 CACHE_LOOKUPS="${BENCH_CACHE_LOOKUPS:-10000000}"
-CLIENT_THREADS="${BENCH_CLIENT_THREADS:-}"
+# One tokio worker each: the load generator and the registry then each keep one of the
+# two cores busy and hand batches of calls to each other, instead of four threads waking
+# each other per call (context switches per call 0.85 -> 0.2 in the registry, 1.1 -> 0.2
+# in the client; bench/README.md).
+CLIENT_THREADS="${BENCH_CLIENT_THREADS-1}"
+REGISTRY_THREADS="${BENCH_REGISTRY_THREADS-1}"
 TARGET_REGISTRY_RSS_MIB=500
 
 [[ "$MACHINES" =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_MACHINES must be a positive integer" >&2; exit 2; }
@@ -84,12 +91,13 @@ run_step() {
     return "$rc"
 }
 
-if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 && -z "${BENCH_BIN_DIR:-}" ]]; then
     step "build (release)"
     timeout 3600 cargo build --release -p hardware-api --bins
 fi
-API="$ROOT/target/release/hardware-api"
-BENCH="$ROOT/target/release/hardware-bench"
+BIN_DIR="${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
+API="$BIN_DIR/hardware-api"
+BENCH="$BIN_DIR/hardware-bench"
 for b in "$API" "$BENCH"; do
     [[ -x "$b" ]] || { echo "missing $b (build failed?)" >&2; exit 1; }
 done
@@ -98,7 +106,12 @@ TOKEN="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 step "start the registry (redb store in $WORK/data)"
 # Port 0: the kernel picks a free loopback port; the registry logs the one it got.
-HARDWARE_API_TOKENS="write:$TOKEN" "$API" \
+REGISTRY_ARGS=()
+if [[ -n "$REGISTRY_THREADS" ]]; then
+    REGISTRY_ARGS=(--worker-threads "$REGISTRY_THREADS")
+fi
+# The admin listener (/metrics) on a free port, so it never collides with a running registry.
+HARDWARE_API_ADMIN_LISTEN=127.0.0.1:0 HARDWARE_API_TOKENS="write:$TOKEN" "$API" "${REGISTRY_ARGS[@]}" \
     --store redb --data-dir "$WORK/data" --listen 127.0.0.1:0 --log-format json \
     >"$WORK/registry.log" 2>&1 &
 SERVER_PID=$!
@@ -176,7 +189,7 @@ res() { # FILE TARGET -> PASS/MISS
     awk -v m="$2" '$1 == "target" && $2 == m { print $5; exit }' "$1"
 }
 
-step "summary ($MACHINES machines, $(nproc) cores)"
+step "summary ($MACHINES machines, $(nproc) cores; worker threads: registry ${REGISTRY_THREADS:-one per core}, client ${CLIENT_THREADS:-one per core})"
 printf '%-42s %14s  %-12s %s\n' "figure" "value" "target" "result"
 row() { printf '%-42s %14s  %-12s %s\n' "$1" "$2" "$3" "$4"; }
 row "seed rate (machines/s)" "$(val "$WORK/seed.out" seed_machines_per_sec)" "-" ""

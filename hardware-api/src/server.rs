@@ -87,6 +87,13 @@ pub struct Config {
     #[arg(long, env = "HARDWARE_API_ADMIN_LISTEN", default_value = "127.0.0.1:9061")]
     pub admin_listen: String,
 
+    /// Threads that serve gRPC calls (tokio workers; default: one per core). Writes and
+    /// listings run on a separate blocking pool either way. Where the registry shares
+    /// few cores with its clients, 1 answers point reads with the least CPU per call
+    /// (hardware-api/bench/README.md).
+    #[arg(long, env = "HARDWARE_API_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
+
     /// Check the configuration (tokens, TLS files, data directory), print a summary and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -111,6 +118,16 @@ pub fn humantime_secs(s: &str) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// The runtime the registry runs on (`--worker-threads`).
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all();
+        if let Some(n) = self.worker_threads {
+            builder.worker_threads(n.into());
+        }
+        builder.build()
+    }
+
     pub fn load_tokens(&self) -> anyhow::Result<Tokens> {
         let mut tokens = Tokens::default();
         if let Some(path) = &self.tokens_file {
