@@ -12,6 +12,8 @@
 # Needs root, valgrind (callgrind_control, callgrind_annotate), perfdhcp, curl.
 # Environment: INSTR_MACHINES [10000] INSTR_RATE [200] INSTR_SECS [10] INSTR_WORKERS [1]
 #              INSTR_BUILD [1] INSTR_KEEP [0] INSTR_TOP [25] (functions listed, inclusive)
+#              INSTR_BIN [target/release] where dhcp-svc, hardware-api and hwctl are taken from
+#              (e.g. a saved copy of an earlier build, for a before/after pair)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -22,6 +24,7 @@ WORKERS=${INSTR_WORKERS:-1}
 BUILD=${INSTR_BUILD:-1}
 KEEP=${INSTR_KEEP:-0}
 TOP=${INSTR_TOP:-25}
+BIN=${INSTR_BIN:-$ROOT/target/release}
 SRV_IP=10.89.0.1
 CLI_IP=10.89.0.2
 TAG=$$
@@ -59,7 +62,7 @@ trap 'exit 130' INT TERM
 
 if [[ $BUILD == 1 ]]; then (cd "$ROOT" && cargo build --release -p dhcp-svc -p hardware-api --bins 2>&1 | tail -1); fi
 mkdir -p "$WORK/bin"
-for b in dhcp-svc hardware-api hwctl; do cp "$ROOT/target/release/$b" "$WORK/bin/"; done
+for b in dhcp-svc hardware-api hwctl; do cp "$BIN/$b" "$WORK/bin/"; done
 
 ip netns add "$SRV_NS"
 ip netns add "$CLI_NS"

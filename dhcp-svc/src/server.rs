@@ -29,13 +29,31 @@ use crate::boot_trace::BootTraces;
 use crate::netboot::{BootAnswer, Client, classify, client_arch};
 use crate::packet::{Request, SERVER_PORT};
 use crate::seen::Seen;
-use crate::socket::{DhcpSocket, Received, RecvBatch, interface_addresses};
+use crate::socket::{Dest, DhcpSocket, Received, RecvBatch, SendBatch, interface_addresses};
 
 /// A request whose MAC was not cached, waiting for one registry lookup.
 struct Miss {
     data: Vec<u8>,
     rx: Received,
     socket: usize,
+}
+
+/// A reply queued in the worker's send batch: what to count, remember and log once it
+/// has been sent.
+struct Pending {
+    ty: &'static str,
+    answer: &'static str,
+    chaddr: [u8; 6],
+    xid: u32,
+    to: SocketAddrV4,
+    /// The trace context the reply hands on (registered netboot clients only).
+    trace: Option<TraceParent>,
+    /// The packet's span, entered again for the log line after the send.
+    span: Option<tracing::Span>,
+    client: Client,
+    boot: Option<BootAnswer>,
+    yiaddr: Ipv4Addr,
+    hw: Option<Arc<Hardware>>,
 }
 
 struct Service {
@@ -119,8 +137,9 @@ impl Service {
         })
     }
 
-    /// `out` is the worker's reply buffer, reused from packet to packet.
-    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received, out: &mut Vec<u8>) {
+    /// Decides and encodes the answer to one received datagram into `replies`; what is
+    /// to be counted and logged once it is sent goes into `pending`, in the same order.
+    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received, replies: &mut SendBatch, pending: &mut Vec<Pending>) {
         let req = match Request::decode(data) {
             Ok(r) => r,
             Err(e) => {
@@ -130,38 +149,56 @@ impl Service {
             }
         };
         let mac = MacAddr(req.chaddr);
-        match self.cache.by_mac(&mac) {
-            Some(hw) => self.handle(socket, &req, rx, Some(&hw), out),
+        let hw = match self.cache.by_mac(&mac) {
+            Some(hw) => Some(hw),
             None => {
                 let miss = Miss { data: data.to_vec(), rx: *rx, socket };
-                if self.miss_tx.try_send(miss).is_err() {
-                    counter!("dhcp_miss_queue_full_total").increment(1);
-                    self.handle(socket, &req, rx, None, out);
+                if self.miss_tx.try_send(miss).is_ok() {
+                    return;
                 }
+                counter!("dhcp_miss_queue_full_total").increment(1);
+                None
             }
+        };
+        let Some(out) = replies.next_buf() else { return };
+        if let Some((p, dest)) = self.prepare(socket, &req, rx, hw, out) {
+            replies.push(dest);
+            pending.push(p);
         }
     }
 
-    fn handle(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<&Hardware>, out: &mut Vec<u8>) {
-        let (sock, pxe_port) = &self.sockets[socket];
+    /// One request, start to end: decide, encode, send, account (the miss path).
+    fn handle(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<Arc<Hardware>>, out: &mut Vec<u8>) {
+        if let Some((p, d)) = self.prepare(socket, req, rx, hw, out) {
+            let sent = self.sockets[socket].0.send(out, d.to, d.ifindex, d.src);
+            self.after_send(p, sent);
+        }
+    }
+
+    /// Decides the answer to `req` and encodes it into `out`. Silence and encoding
+    /// failures are counted and logged here; a reply to send comes back with where it
+    /// goes and what [`Service::after_send`] needs.
+    fn prepare(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<Arc<Hardware>>, out: &mut Vec<u8>) -> Option<(Pending, Dest)> {
+        let pxe_port = self.sockets[socket].1;
         let ty = req.message_type.name();
         let started = Instant::now();
-        let Some(mut at) = self.arrival(rx, *pxe_port) else {
+        let Some(mut at) = self.arrival(rx, pxe_port) else {
             self.counters.count(ty, "no_server_address");
             tracing::warn!(ifindex = rx.ifindex, "request on an interface without an IPv4 address and no --server-id: not answered");
-            return;
+            return None;
         };
-        let boot_span = self.boot_span(req, hw);
+        let boot_span = self.boot_span(req, hw.as_deref());
         at.trace = boot_span.as_ref().map(|(_, tp)| *tp);
-        let _in_span = boot_span.as_ref().map(|(span, _)| span.enter());
-        let decision = decide(req, hw, &at, &self.settings);
+        let span = boot_span.map(|(span, _)| span);
+        let in_span = span.as_ref().map(|span| span.enter());
+        let decision = decide(req, hw.as_deref(), &at, &self.settings);
         self.decision_seconds.record(started.elapsed().as_secs_f64());
         let mac = MacAddr(req.chaddr);
         let (reply, client, boot) = match decision {
             Decision::Silent(why) => {
                 self.counters.count(ty, why.label());
-                self.silent(req, rx, why, hw);
-                return;
+                self.silent(req, rx, why, hw.as_deref());
+                return None;
             }
             Decision::Reply { reply, client, boot } => (reply, client, boot),
         };
@@ -170,35 +207,57 @@ impl Service {
             Err(e) => {
                 self.counters.count(ty, "encode_error");
                 tracing::error!(%mac, error = %e, "reply does not fit the client's maximum message size; not sent");
-                return;
+                return None;
             }
         };
         if !dropped.is_empty() {
             tracing::warn!(%mac, ?dropped, max = req.max_reply_len(), "options left out to fit the client's maximum message size");
         }
-        let (to, ifindex) = match route(req, &reply, rx.src, *pxe_port) {
+        drop(in_span);
+        let (to, ifindex) = match route(req, &reply, rx.src, pxe_port) {
             Route::Relay(giaddr) => (SocketAddrV4::new(giaddr, SERVER_PORT), 0),
             Route::Unicast(a) => (a, 0),
             Route::Broadcast => (SocketAddrV4::new(Ipv4Addr::BROADCAST, crate::packet::CLIENT_PORT), rx.ifindex),
         };
         let src = if rx.local.is_unspecified() { at.server_id } else { rx.local };
-        let answer = reply.message_type().map(|m| m.name()).unwrap_or("reply");
-        if let Err(e) = sock.send(out, to, ifindex, src) {
-            self.counters.count(ty, "send_error");
-            tracing::warn!(%mac, %to, error = %e, "sending the reply failed");
+        let pending = Pending {
+            ty,
+            answer: reply.message_type().map(|m| m.name()).unwrap_or("reply"),
+            chaddr: req.chaddr,
+            xid: req.xid,
+            to,
+            trace: at.trace,
+            span,
+            client,
+            boot,
+            yiaddr: reply.yiaddr,
+            hw,
+        };
+        Some((pending, Dest { to, ifindex, src }))
+    }
+
+    /// Accounting for one reply once the kernel took it (or refused it): the counter,
+    /// the boot's trace context for the client's next exchange, the log line.
+    fn after_send(&self, p: Pending, sent: std::io::Result<()>) {
+        let mac = MacAddr(p.chaddr);
+        let _in_span = p.span.as_ref().map(|span| span.enter());
+        if let Err(e) = sent {
+            self.counters.count(p.ty, "send_error");
+            tracing::warn!(%mac, to = %p.to, error = %e, "sending the reply failed");
             return;
         }
-        self.counters.count(ty, answer);
-        if let (Some(tp), Some(BootAnswer::TftpFile(_) | BootAnswer::HttpBinary(_) | BootAnswer::Script(_))) = (at.trace, &boot) {
-            self.boot_traces.record(req.chaddr, req.xid, tp, Instant::now());
+        self.counters.count(p.ty, p.answer);
+        if let (Some(tp), Some(BootAnswer::TftpFile(_) | BootAnswer::HttpBinary(_) | BootAnswer::Script(_))) = (p.trace, &p.boot) {
+            self.boot_traces.record(p.chaddr, p.xid, tp, Instant::now());
         }
-        let name = hw.map(|h| h.name.as_str()).unwrap_or("");
-        match &boot {
+        let name = p.hw.as_deref().map(|h| h.name.as_str()).unwrap_or("");
+        let answer = p.answer;
+        match &p.boot {
             Some(BootAnswer::UnknownArch(a)) => {
                 tracing::warn!(%mac, machine = name, arch = a, "no iPXE binary for this architecture; answered without boot file")
             }
-            Some(b) => tracing::info!(%mac, machine = name, client = client.label(), reply = answer, boot = ?b, yiaddr = %reply.yiaddr, "netboot reply"),
-            None => tracing::debug!(%mac, machine = name, reply = answer, yiaddr = %reply.yiaddr, "reply"),
+            Some(b) => tracing::info!(%mac, machine = name, client = p.client.label(), reply = answer, boot = ?b, yiaddr = %p.yiaddr, "netboot reply"),
+            None => tracing::debug!(%mac, machine = name, reply = answer, yiaddr = %p.yiaddr, "reply"),
         }
     }
 
@@ -291,15 +350,23 @@ impl Pacer {
 fn worker(svc: Arc<Service>, socket: usize, mut pacer: Pacer) {
     let sock = svc.sockets[socket].0.clone();
     let mut batch = RecvBatch::default();
-    let mut out = Vec::with_capacity(1500);
+    let mut replies = SendBatch::default();
+    let mut pending = Vec::with_capacity(crate::socket::BATCH);
     while !svc.stop.load(Ordering::Relaxed) {
         match sock.recv_batch(&mut batch) {
             Ok(n) => {
                 // Oversized datagrams are truncated by the kernel; the decoder bounds-
                 // checks every access, so at worst they are counted as malformed.
                 for (data, rx) in batch.iter() {
-                    svc.on_packet(socket, data, rx, &mut out);
+                    svc.on_packet(socket, data, rx, &mut replies, &mut pending);
                 }
+                // One system call for the batch's replies, then each one's accounting.
+                let mut done = pending.drain(..);
+                sock.send_batch(&mut replies, |_, sent| {
+                    if let Some(p) = done.next() {
+                        svc.after_send(p, sent);
+                    }
+                });
                 pacer.after_batch(n);
             }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
@@ -405,7 +472,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     let _permit = permit;
                     let Ok(req) = Request::decode(&m.data) else { return };
                     let hw = svc.cache.by_mac_or_fetch(MacAddr(req.chaddr)).await.ok().flatten();
-                    svc.handle(m.socket, &req, &m.rx, hw.as_deref(), &mut Vec::with_capacity(576));
+                    svc.handle(m.socket, &req, &m.rx, hw, &mut Vec::with_capacity(576));
                 });
             }
         })

@@ -107,37 +107,94 @@ impl DhcpSocket {
     /// Sends `data` to `to`, out of interface `ifindex` (0: let routing choose) from
     /// source address `src` (unspecified: the interface's primary address).
     pub fn send(&self, data: &[u8], to: SocketAddrV4, ifindex: u32, src: Ipv4Addr) -> std::io::Result<()> {
-        // SAFETY: the header points at locals that outlive the call, with their sizes;
-        // the control message is written within `cmsg` (CMSG_SPACE of in_pktinfo).
+        let mut dest = sockaddr(to);
+        let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
+        let mut cmsg = CmsgBuf([0; 64]);
+        // SAFETY: all-zero is a valid msghdr.
+        let mut h: libc::msghdr = unsafe { zeroed() };
+        // SAFETY: the header points at locals that outlive the call, with their sizes.
         unsafe {
-            let mut dest: libc::sockaddr_in = zeroed();
-            dest.sin_family = libc::AF_INET as libc::sa_family_t;
-            dest.sin_port = to.port().to_be();
-            dest.sin_addr.s_addr = u32::from(*to.ip()).to_be();
-            let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
-            let mut cmsg = CmsgBuf([0; 64]);
-            let mut h: libc::msghdr = zeroed();
-            h.msg_name = (&mut dest as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = &mut iov;
-            h.msg_iovlen = 1;
-            h.msg_control = cmsg.0.as_mut_ptr().cast();
-            h.msg_controllen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as _;
-            let c = libc::CMSG_FIRSTHDR(&h);
-            (*c).cmsg_level = libc::IPPROTO_IP;
-            (*c).cmsg_type = libc::IP_PKTINFO;
-            (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-            let info = libc::in_pktinfo {
-                ipi_ifindex: ifindex as i32,
-                ipi_spec_dst: libc::in_addr { s_addr: u32::from(src).to_be() },
-                ipi_addr: libc::in_addr { s_addr: 0 },
-            };
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
+            fill_send_header(&mut h, &mut dest, &mut iov, &mut cmsg, ifindex, src);
             if libc::sendmsg(self.sock.as_raw_fd(), &h, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
         }
         Ok(())
+    }
+
+    /// Sends every reply queued in `batch` with as few `sendmmsg` calls as possible (one
+    /// when all succeed), and calls `done(i, result)` once per reply, in order. A reply
+    /// the kernel refuses gets its own error and the ones after it are still sent.
+    pub fn send_batch(&self, batch: &mut SendBatch, mut done: impl FnMut(usize, std::io::Result<()>)) {
+        let b = &mut *batch.inner;
+        let n = b.len;
+        for i in 0..n {
+            let d = b.dests[i];
+            b.names[i] = sockaddr(d.to);
+            b.iovs[i] = libc::iovec { iov_base: b.bufs[i].as_ptr() as *mut _, iov_len: b.bufs[i].len() };
+            // SAFETY: the header points into the same boxed `SendInner`, which is not
+            // touched again until the sends below are done.
+            unsafe { fill_send_header(&mut b.hdrs[i].msg_hdr, &mut b.names[i], &mut b.iovs[i], &mut b.cmsgs[i], d.ifindex, d.src) };
+            b.hdrs[i].msg_len = 0;
+        }
+        let mut start = 0;
+        while start < n {
+            // SAFETY: headers start..n were filled above and point at live buffers.
+            let r = unsafe { libc::sendmmsg(self.sock.as_raw_fd(), b.hdrs[start..n].as_mut_ptr(), (n - start) as _, 0) };
+            if r > 0 {
+                for i in start..start + r as usize {
+                    done(i, Ok(()));
+                }
+                start += r as usize;
+            } else {
+                // The first message was refused (sendmmsg reports an error only when
+                // nothing was sent); the rest are tried again after it.
+                let e = if r < 0 { std::io::Error::last_os_error() } else { std::io::Error::other("sendmmsg sent nothing") };
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                done(start, Err(e));
+                start += 1;
+            }
+        }
+        b.len = 0;
+    }
+}
+
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    // SAFETY: all-zero is a valid sockaddr_in.
+    let mut s: libc::sockaddr_in = unsafe { zeroed() };
+    s.sin_family = libc::AF_INET as libc::sa_family_t;
+    s.sin_port = a.port().to_be();
+    s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+    s
+}
+
+/// Points `h` at one datagram: destination, data, and an `IP_PKTINFO` control message
+/// naming the outgoing interface and source address.
+///
+/// # Safety
+/// The pointed-to values must outlive every use of `h`.
+unsafe fn fill_send_header(h: &mut libc::msghdr, dest: &mut libc::sockaddr_in, iov: &mut libc::iovec, cmsg: &mut CmsgBuf, ifindex: u32, src: Ipv4Addr) {
+    h.msg_name = (dest as *mut libc::sockaddr_in).cast();
+    h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    h.msg_iov = iov;
+    h.msg_iovlen = 1;
+    h.msg_control = cmsg.0.as_mut_ptr().cast();
+    // SAFETY: the control message is written within `cmsg` (CMSG_SPACE of in_pktinfo
+    // is well under its 64 bytes).
+    unsafe {
+        h.msg_controllen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(h);
+        (*c).cmsg_level = libc::IPPROTO_IP;
+        (*c).cmsg_type = libc::IP_PKTINFO;
+        (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+        let info = libc::in_pktinfo {
+            ipi_ifindex: ifindex as i32,
+            ipi_spec_dst: libc::in_addr { s_addr: u32::from(src).to_be() },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
     }
 }
 
@@ -214,6 +271,77 @@ impl RecvBatch {
     }
 }
 
+/// Where one reply goes: destination, outgoing interface (0: routing decides) and
+/// source address.
+#[derive(Clone, Copy, Debug)]
+pub struct Dest {
+    pub to: SocketAddrV4,
+    pub ifindex: u32,
+    pub src: Ipv4Addr,
+}
+
+/// A worker's replies to one received batch, encoded into reused buffers and sent
+/// together by [`DhcpSocket::send_batch`].
+pub struct SendBatch {
+    inner: Box<SendInner>,
+}
+
+struct SendInner {
+    bufs: Vec<Vec<u8>>,
+    dests: [Dest; BATCH],
+    iovs: [libc::iovec; BATCH],
+    names: [libc::sockaddr_in; BATCH],
+    cmsgs: [CmsgBuf; BATCH],
+    hdrs: [libc::mmsghdr; BATCH],
+    len: usize,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        let unset = Dest { to: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), ifindex: 0, src: Ipv4Addr::UNSPECIFIED };
+        // SAFETY: all-zero is a valid iovec, sockaddr_in, control buffer and mmsghdr
+        // (null pointers); every header is filled in before it is used.
+        let (iovs, names, cmsgs, hdrs) = unsafe { (zeroed(), zeroed(), zeroed(), zeroed()) };
+        SendBatch {
+            inner: Box::new(SendInner {
+                bufs: (0..BATCH).map(|_| Vec::with_capacity(1500)).collect(),
+                dests: [unset; BATCH],
+                iovs,
+                names,
+                cmsgs,
+                hdrs,
+                len: 0,
+            }),
+        }
+    }
+}
+
+impl SendBatch {
+    /// The buffer for the next reply (the encoder replaces its content), or None when
+    /// the batch is full. The reply is queued only by [`SendBatch::push`].
+    pub fn next_buf(&mut self) -> Option<&mut Vec<u8>> {
+        let b = &mut *self.inner;
+        b.bufs.get_mut(b.len)
+    }
+
+    /// Queues the reply just written into [`SendBatch::next_buf`] for `dest`.
+    pub fn push(&mut self, dest: Dest) {
+        let b = &mut *self.inner;
+        if b.len < BATCH {
+            b.dests[b.len] = dest;
+            b.len += 1;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.len == 0
+    }
+}
+
 /// The IPv4 addresses (with netmask) of every interface, by interface index.
 pub fn interface_addresses() -> std::collections::HashMap<u32, Vec<(Ipv4Addr, Ipv4Addr)>> {
     let mut out: std::collections::HashMap<u32, Vec<(Ipv4Addr, Ipv4Addr)>> = std::collections::HashMap::new();
@@ -225,4 +353,43 @@ pub fn interface_addresses() -> std::collections::HashMap<u32, Vec<(Ipv4Addr, Ip
         out.entry(idx).or_default().push((a.ip(), m.ip()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(batch: &mut SendBatch, data: &[u8], dest: Dest) {
+        let buf = batch.next_buf().expect("room in the batch");
+        buf.clear();
+        buf.extend_from_slice(data);
+        batch.push(dest);
+    }
+
+    #[test]
+    fn a_refused_reply_is_reported_alone_and_the_rest_are_sent() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let to = match rx.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            _ => unreachable!(),
+        };
+        let sock = DhcpSocket::bind(0, None, Duration::from_millis(100)).unwrap();
+        let lo = Ipv4Addr::LOCALHOST;
+        let mut batch = SendBatch::default();
+        queue(&mut batch, b"one", Dest { to, ifindex: 0, src: lo });
+        // No such interface: the kernel refuses this one.
+        queue(&mut batch, b"bad", Dest { to, ifindex: 999_999, src: lo });
+        queue(&mut batch, b"three", Dest { to, ifindex: 0, src: lo });
+        assert_eq!(batch.len(), 3);
+        let mut results = Vec::new();
+        sock.send_batch(&mut batch, |i, r| results.push((i, r.is_ok())));
+        assert_eq!(results, vec![(0, true), (1, false), (2, true)]);
+        assert!(batch.is_empty());
+        let mut buf = [0u8; 16];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"one");
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"three");
+    }
 }
