@@ -19,6 +19,7 @@
 # so anything else busy on the machine lowers the figures. The gRPC step reports how much
 # CPU other processes took while it measured ("other processes' CPU") and the CPU time
 # per call of the client and of the registry, which depend much less on other load.
+# Figures, how they were measured and what decided the settings: bench/README.md.
 set -euo pipefail
 
 MACHINES="${BENCH_MACHINES:-100000}"
