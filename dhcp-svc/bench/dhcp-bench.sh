@@ -33,6 +33,8 @@
 #   BENCH_WAIT_QUIET [600]        seconds to wait for concurrent builds to finish
 #   BENCH_TIMEOUT [3000]          hard limit for the whole script
 #   BENCH_BUILD [1]               cargo build --release first
+#   BENCH_BIN [target/release]    where dhcp-svc, hardware-api and hwctl are taken from
+#                                 (e.g. a saved copy of an earlier build, for before/after)
 #   BENCH_KEEP [0]                keep the work directory (logs, perfdhcp outputs)
 #   BENCH_PRIO [rt]               priority of server and perfdhcp against concurrent builds
 #                                 on a shared machine: rt (chrt -f 40; the kernel's RT
@@ -58,6 +60,7 @@ TIMEOUT=${BENCH_TIMEOUT:-3000}
 BUILD=${BENCH_BUILD:-1}
 KEEP=${BENCH_KEEP:-0}
 PRIO=${BENCH_PRIO:-rt}
+SRC_BIN=${BENCH_BIN:-$ROOT/target/release}
 
 # Targets of the issue.
 TARGET_CPU_US=16
@@ -141,10 +144,10 @@ fi
 BIN=$WORK/bin
 mkdir -p "$BIN"
 for b in dhcp-svc hardware-api hwctl; do
-    [[ -x $ROOT/target/release/$b ]] || die "$ROOT/target/release/$b missing"
-    cp "$ROOT/target/release/$b" "$BIN/"
+    [[ -x $SRC_BIN/$b ]] || die "$SRC_BIN/$b missing"
+    ln -f "$SRC_BIN/$b" "$BIN/" 2>/dev/null || cp "$SRC_BIN/$b" "$BIN/"
 done
-echo "binaries from $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') ($(stat -c %y "$ROOT/target/release/dhcp-svc" | cut -d. -f1))"
+echo "binaries from $SRC_BIN, HEAD $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') ($(stat -c %y "$SRC_BIN/dhcp-svc" | cut -d. -f1))"
 
 # ---------------------------------------------------------------- network
 step "namespaces $SRV_NS ($SRV_IP) <-veth-> $CLI_NS ($CLI_IP)"

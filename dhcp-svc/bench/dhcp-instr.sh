@@ -62,7 +62,8 @@ trap 'exit 130' INT TERM
 
 if [[ $BUILD == 1 ]]; then (cd "$ROOT" && cargo build --release -p dhcp-svc -p hardware-api --bins 2>&1 | tail -1); fi
 mkdir -p "$WORK/bin"
-for b in dhcp-svc hardware-api hwctl; do cp "$BIN/$b" "$WORK/bin/"; done
+# Hard links where possible: no disk space, and a rebuild replaces the file, not this inode.
+for b in dhcp-svc hardware-api hwctl; do ln -f "$BIN/$b" "$WORK/bin/" 2>/dev/null || cp "$BIN/$b" "$WORK/bin/"; done
 
 ip netns add "$SRV_NS"
 ip netns add "$CLI_NS"

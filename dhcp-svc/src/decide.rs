@@ -122,25 +122,66 @@ fn in_net(ip: Ipv4Addr, net: Ipv4Addr, mask: Ipv4Addr) -> bool {
     u32::from(ip) & u32::from(mask) == u32::from(net) & u32::from(mask)
 }
 
+/// What a reservation takes from its record (and the settings): the address, its mask
+/// and the network options. The same for every packet until the record changes, so a
+/// caller may work it out once per record version and hand it to [`decide_with`].
+#[derive(Clone, Debug)]
+pub struct Reservation {
+    pub ip: Ipv4Addr,
+    pub mask: Ipv4Addr,
+    pub network: Options,
+}
+
+impl Reservation {
+    /// The reservation of `mac`'s interface in `hw`; None when it has none (no DHCP
+    /// section, or an address or mask that does not parse) or no such interface.
+    pub fn of(hw: &Hardware, mac: &MacAddr, s: &Settings) -> Option<Reservation> {
+        interface(hw, mac).and_then(|iface| Self::of_interface(iface, s))
+    }
+
+    fn of_interface(iface: &Interface, s: &Settings) -> Option<Reservation> {
+        let d = iface.dhcp.as_ref()?;
+        let ip: Ipv4Addr = d.ip.parse().ok()?;
+        let mask: Ipv4Addr = d.netmask.parse().ok()?;
+        Some(Reservation { ip, mask, network: lease_options(iface, ip, mask, s) })
+    }
+}
+
 pub fn decide(req: &Request<'_>, hw: Option<&Hardware>, at: &Arrival, s: &Settings) -> Decision {
+    decide_with(req, hw, None, at, s)
+}
+
+/// [`decide`], with the MAC's [`Reservation`] already worked out by the caller
+/// (`Some(Reservation::of(hw, mac, s).as_ref())`, possibly remembered from an earlier
+/// packet of the same record version); `None` works it out here.
+pub fn decide_with(req: &Request<'_>, hw: Option<&Hardware>, known: Option<Option<&Reservation>>, at: &Arrival, s: &Settings) -> Decision {
     let mac = MacAddr(req.chaddr);
     let Some(hw) = hw else { return Decision::Silent(Silence::UnknownMac) };
     let Some(iface) = interface(hw, &mac) else { return Decision::Silent(Silence::UnknownMac) };
     let client = classify(req, &s.ipxe_user_classes);
     match s.mode {
-        Mode::Reservation => reservation(req, hw, iface, client, at, s),
+        Mode::Reservation => {
+            let computed;
+            let r = match known {
+                Some(r) => r,
+                None => {
+                    computed = Reservation::of_interface(iface, s);
+                    computed.as_ref()
+                }
+            };
+            reservation(req, hw, iface, r, client, at, s)
+        }
         Mode::Proxy => proxy(req, hw, iface, client, at, s),
     }
 }
 
-fn reservation(req: &Request<'_>, hw: &Hardware, iface: &Interface, client: Client, at: &Arrival, s: &Settings) -> Decision {
+fn reservation(req: &Request<'_>, hw: &Hardware, iface: &Interface, r: Option<&Reservation>, client: Client, at: &Arrival, s: &Settings) -> Decision {
     use MessageType::*;
     let dhcp = iface.dhcp.as_ref();
-    let reserved: Option<Ipv4Addr> = dhcp.and_then(|d| d.ip.parse().ok());
-    let mask: Option<Ipv4Addr> = dhcp.and_then(|d| d.netmask.parse().ok());
-    let (Some(ip), Some(mask)) = (reserved, mask) else {
+    let Some(r) = r else {
         return Decision::Silent(Silence::NoReservation);
     };
+    let (ip, mask) = (r.ip, r.mask);
     // Hand an address out only on the link it belongs to.
     let on_link = if !req.giaddr.is_unspecified() {
         in_net(req.giaddr, ip, mask)
@@ -191,8 +232,7 @@ fn reservation(req: &Request<'_>, hw: &Hardware, iface: &Interface, client: Clie
         reply.set(code::REBINDING_T2, (lease / 8 * 7).to_be_bytes());
     }
     let boot = if netboot_allowed(hw, iface) { boot_options(&mut reply, req, client, iface, at, s) } else { None };
-    let network = lease_options(iface, ip, mask, s);
-    finish(&mut reply, req, &network);
+    finish(&mut reply, req, &r.network);
     Decision::Reply { reply, client, boot }
 }
 

@@ -8,6 +8,7 @@
 //!   option 57 and spills into `file`/`sname` with option overload);
 //! - [`netboot`]: which kind of client is asking and which binary or script it gets;
 //! - [`decide`]: RFC 2131 states and both modes as one pure function;
+//! - [`memo`]: a worker's worked-out reservations, per record version;
 //! - [`boot_trace`]: which trace a netboot packet belongs to (one per boot);
 //! - [`socket`]: UDP with `IP_PKTINFO` (ingress interface, reply source) and
 //!   `SO_BINDTODEVICE`;
@@ -17,6 +18,7 @@
 pub mod boot_trace;
 pub mod config;
 pub mod decide;
+pub mod memo;
 pub mod netboot;
 pub mod packet;
 pub mod seen;

@@ -24,7 +24,8 @@ use metrics::{Counter, Histogram, counter, histogram};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::Config;
-use crate::decide::{Arrival, Decision, Route, Settings, Silence, decide, route};
+use crate::decide::{Arrival, Decision, Mode, Route, Settings, Silence, decide_with, route};
+use crate::memo::ReservationMemo;
 use crate::boot_trace::BootTraces;
 use crate::netboot::{BootAnswer, Client, classify, client_arch};
 use crate::packet::{Request, SERVER_PORT};
@@ -139,7 +140,7 @@ impl Service {
 
     /// Decides and encodes the answer to one received datagram into `replies`; what is
     /// to be counted and logged once it is sent goes into `pending`, in the same order.
-    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received, replies: &mut SendBatch, pending: &mut Vec<Pending>) {
+    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received, memo: &mut ReservationMemo, replies: &mut SendBatch, pending: &mut Vec<Pending>) {
         let req = match Request::decode(data) {
             Ok(r) => r,
             Err(e) => {
@@ -161,7 +162,7 @@ impl Service {
             }
         };
         let Some(out) = replies.next_buf() else { return };
-        if let Some((p, dest)) = self.prepare(socket, &req, rx, hw, out) {
+        if let Some((p, dest)) = self.prepare(socket, &req, rx, hw, Some(memo), out) {
             replies.push(dest);
             pending.push(p);
         }
@@ -169,7 +170,7 @@ impl Service {
 
     /// One request, start to end: decide, encode, send, account (the miss path).
     fn handle(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<Arc<Hardware>>, out: &mut Vec<u8>) {
-        if let Some((p, d)) = self.prepare(socket, req, rx, hw, out) {
+        if let Some((p, d)) = self.prepare(socket, req, rx, hw, None, out) {
             let sent = self.sockets[socket].0.send(out, d.to, d.ifindex, d.src);
             self.after_send(p, sent);
         }
@@ -177,8 +178,17 @@ impl Service {
 
     /// Decides the answer to `req` and encodes it into `out`. Silence and encoding
     /// failures are counted and logged here; a reply to send comes back with where it
-    /// goes and what [`Service::after_send`] needs.
-    fn prepare(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<Arc<Hardware>>, out: &mut Vec<u8>) -> Option<(Pending, Dest)> {
+    /// goes and what [`Service::after_send`] needs. `memo`: the worker's worked-out
+    /// reservations (None: work this one out afresh).
+    fn prepare(
+        &self,
+        socket: usize,
+        req: &Request<'_>,
+        rx: &Received,
+        hw: Option<Arc<Hardware>>,
+        memo: Option<&mut ReservationMemo>,
+        out: &mut Vec<u8>,
+    ) -> Option<(Pending, Dest)> {
         let pxe_port = self.sockets[socket].1;
         let ty = req.message_type.name();
         let started = Instant::now();
@@ -191,7 +201,11 @@ impl Service {
         at.trace = boot_span.as_ref().map(|(_, tp)| *tp);
         let span = boot_span.map(|(span, _)| span);
         let in_span = span.as_ref().map(|span| span.enter());
-        let decision = decide(req, hw.as_deref(), &at, &self.settings);
+        let known = match (memo, &hw) {
+            (Some(memo), Some(hw)) if self.settings.mode == Mode::Reservation => Some(memo.get(req.chaddr, hw, &self.settings)),
+            _ => None,
+        };
+        let decision = decide_with(req, hw.as_deref(), known, &at, &self.settings);
         self.decision_seconds.record(started.elapsed().as_secs_f64());
         let mac = MacAddr(req.chaddr);
         let (reply, client, boot) = match decision {
@@ -347,18 +361,24 @@ impl Pacer {
     }
 }
 
+/// Reservations each worker remembers (direct-mapped by MAC; a slot holds one record
+/// version's parsed addresses and encoded options: a few hundred bytes when used,
+/// a pointer when empty).
+const MEMO_SLOTS: usize = 16384;
+
 fn worker(svc: Arc<Service>, socket: usize, mut pacer: Pacer) {
     let sock = svc.sockets[socket].0.clone();
     let mut batch = RecvBatch::default();
     let mut replies = SendBatch::default();
     let mut pending = Vec::with_capacity(crate::socket::BATCH);
+    let mut memo = ReservationMemo::new(MEMO_SLOTS);
     while !svc.stop.load(Ordering::Relaxed) {
         match sock.recv_batch(&mut batch) {
             Ok(n) => {
                 // Oversized datagrams are truncated by the kernel; the decoder bounds-
                 // checks every access, so at worst they are counted as malformed.
                 for (data, rx) in batch.iter() {
-                    svc.on_packet(socket, data, rx, &mut replies, &mut pending);
+                    svc.on_packet(socket, data, rx, &mut memo, &mut replies, &mut pending);
                 }
                 // One system call for the batch's replies, then each one's accounting.
                 let mut done = pending.drain(..);
