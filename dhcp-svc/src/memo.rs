@@ -23,15 +23,15 @@ struct Slot {
 
 pub struct ReservationMemo {
     slots: Vec<Option<Box<Slot>>>,
-    /// `slots.len() - 1` (a power of two).
-    mask: usize,
+    /// `64 - log2(slots.len())`: the index is the top bits of the hash.
+    shift: u32,
 }
 
 impl ReservationMemo {
     /// Room for `capacity` MACs (rounded up to a power of two).
     pub fn new(capacity: usize) -> Self {
         let n = capacity.max(1).next_power_of_two();
-        ReservationMemo { slots: (0..n).map(|_| None).collect(), mask: n - 1 }
+        ReservationMemo { slots: (0..n).map(|_| None).collect(), shift: 64 - n.trailing_zeros() }
     }
 
     /// `Reservation::of(hw, mac, s)`, worked out only when this MAC's slot does not hold
@@ -49,8 +49,9 @@ impl ReservationMemo {
     fn index(&self, mac: [u8; 6]) -> usize {
         let mut k = [0u8; 8];
         k[..6].copy_from_slice(&mac);
-        // Fibonacci hashing: the multiply spreads the low (most varying) bytes upwards.
-        (u64::from_le_bytes(k).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+        // Fibonacci hashing: the multiply carries every byte into the top bits, which
+        // are the index (the low bits would ignore the MAC's last bytes).
+        u64::from_le_bytes(k).wrapping_mul(0x9E37_79B9_7F4A_7C15).checked_shr(self.shift).unwrap_or(0) as usize
     }
 }
 
@@ -83,6 +84,18 @@ mod tests {
             }],
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn consecutive_macs_spread_over_the_slots() {
+        let memo = ReservationMemo::new(16384);
+        let mut used = std::collections::HashSet::new();
+        for i in 1u32..=10_000 {
+            let b = i.to_be_bytes();
+            used.insert(memo.index([0x52, 0x54, 0x0b, b[1], b[2], b[3]]));
+        }
+        // Uniform hashing would fill about 7,500 distinct slots.
+        assert!(used.len() > 7_000, "{} slots used", used.len());
     }
 
     #[test]
