@@ -1,9 +1,11 @@
 //! Running the service: sockets, worker threads, the registry cache, the miss path,
 //! metrics and the admin endpoint.
 //!
-//! The fast path is a worker thread: `recvmsg` → decode → cache lookup (a hash-map
-//! read) → decide → encode → `sendmsg`, with no async runtime and no allocation beyond
-//! the reply. Only a cache miss leaves it: the request is queued (bounded) for one
+//! The fast path is a worker thread: `recvmmsg` → per datagram decode → cache lookup
+//! (a hash-map read) → decide → encode into the batch's reply slot; then one `sendmmsg`
+//! for the batch's replies and, per reply, its counter, boot trace record and log line
+//! ([`Service::prepare`] before the send, [`Service::after_send`] after it). No async
+//! runtime, no allocation beyond the reply. Only a cache miss leaves it: the request is queued (bounded) for one
 //! registry lookup on the tokio runtime, so a machine registered a moment ago is still
 //! answered on its first DISCOVER, and a flood of unknown MACs costs counted drops.
 

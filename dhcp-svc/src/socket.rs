@@ -7,8 +7,9 @@
 //! several links (and answer a broadcast out of the right one).
 //!
 //! A worker takes whatever is queued with one `recvmmsg` (a burst costs one system call
-//! and one wake-up) and answers with `sendmsg`. Both use stack buffers for the control
-//! messages: nothing is allocated per packet here.
+//! and one wake-up) and answers the batch with one `sendmmsg` ([`SendBatch`]: reused
+//! buffers and headers). Control messages live in those reused or stack buffers:
+//! nothing is allocated per packet here.
 
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
