@@ -34,6 +34,11 @@ pub struct ClientOptions {
     /// Adds every in-order data byte received (benchmarks measure throughput over a fixed
     /// time, including transfers still running).
     pub progress: Option<Arc<AtomicU64>>,
+    /// Poll the socket (non-blocking receives in a loop) for up to this long before
+    /// sleeping in the runtime: how firmware TFTP stacks (UEFI, iPXE) wait — they poll the
+    /// NIC and never sleep. Blocks the runtime's thread while it polls, so it is meant for
+    /// one download at a time on a CPU of its own (the benchmark's single transfer).
+    pub spin: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -49,6 +54,7 @@ impl Default for ClientOptions {
             probe_only: false,
             bind: None,
             progress: None,
+            spin: None,
         }
     }
 }
@@ -120,7 +126,14 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
     let mut gap_acked_at: Option<u64> = None;
 
     loop {
-        let r = tokio::time::timeout(o.rto, sock.recv_from(&mut buf)).await;
+        let polled = match o.spin {
+            Some(budget) => poll_recv(&sock, &mut buf, budget)?,
+            None => None,
+        };
+        let r = match polled {
+            Some(x) => Ok(Ok(x)),
+            None => tokio::time::timeout(o.rto, sock.recv_from(&mut buf)).await,
+        };
         let (n, from) = match r {
             Err(_) => {
                 tries += 1;
@@ -208,5 +221,35 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
             }
             Ok(_) | Err(_) => {}
         }
+    }
+}
+
+/// Non-blocking receives in a loop for up to `budget` (the socket is non-blocking: tokio
+/// set `O_NONBLOCK`; its own `try_recv_from` would only consult readiness the reactor has
+/// not polled yet, so this calls `recvfrom` directly). `None` when nothing arrived.
+fn poll_recv(sock: &UdpSocket, buf: &mut [u8], budget: Duration) -> std::io::Result<Option<(usize, SocketAddr)>> {
+    use nix::sys::socket::{SockaddrStorage, recvfrom};
+    use std::os::fd::AsRawFd;
+    let start = Instant::now();
+    loop {
+        match recvfrom::<SockaddrStorage>(sock.as_raw_fd(), buf) {
+            Ok((n, Some(a))) => {
+                let from = if let Some(v4) = a.as_sockaddr_in() {
+                    SocketAddr::V4((*v4).into())
+                } else if let Some(v6) = a.as_sockaddr_in6() {
+                    SocketAddr::V6((*v6).into())
+                } else {
+                    continue;
+                };
+                return Ok(Some((n, from)));
+            }
+            Ok((_, None)) => continue,
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if start.elapsed() >= budget {
+            return Ok(None);
+        }
+        std::hint::spin_loop();
     }
 }

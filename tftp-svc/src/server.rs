@@ -95,6 +95,13 @@ impl Shards {
     }
 }
 
+impl Shared {
+    /// Transfers in progress (admitted and not yet finished).
+    pub fn active_transfers(&self) -> usize {
+        self.settings.max_transfers - self.permits.available_permits()
+    }
+}
+
 /// A running server: its bound addresses, and a handle to stop it.
 pub struct Server {
     pub local_addrs: Vec<SocketAddr>,

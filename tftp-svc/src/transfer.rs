@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -101,6 +102,26 @@ impl LinkTx {
 }
 
 impl LinkRx {
+    /// Non-blocking receives in a loop for up to `budget`, without the runtime: `None`
+    /// when nothing arrived (or the link cannot be polled: single-port transfers get their
+    /// datagrams from the listener's thread). tokio's own `try_recv` only consults the
+    /// readiness its reactor last saw, which is stale while this thread does not park.
+    fn poll(&mut self, buf: &mut [u8], budget: std::time::Duration) -> Option<io::Result<Option<usize>>> {
+        let LinkRx::Own(s) = self else { return None };
+        let start = Instant::now();
+        loop {
+            match nix::sys::socket::recv(s.as_raw_fd(), buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => return Some(Ok(Some(n))),
+                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Some(Err(e.into())),
+            }
+            if start.elapsed() >= budget {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Next datagram from the client. `Ok(None)` when the link closed.
     async fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match self {
@@ -184,7 +205,7 @@ pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: w
             Vec::new()
         };
         m::transfer_started();
-        let outcome = drive(&mut sender, &tx, &mut rx, &file.data, &oack, &mut hard_stop).await;
+        let outcome = drive(&shared, &mut sender, &tx, &mut rx, &file.data, &oack, &mut hard_stop).await;
         let elapsed = started.elapsed();
         m::transfer_finished(outcome, elapsed, &sender.stats, neg.blksize);
         let traceparent = path.traceparent.filter(|t| t.is_valid()).map(|t| t.to_string());
@@ -229,13 +250,22 @@ fn fatal(e: &io::Error) -> bool {
     false
 }
 
+/// Consecutive windows whose ACK did not arrive within the busy-poll budget after which a
+/// transfer stops polling (a client across a real network, or one that sleeps: polling
+/// would only burn the budget per window).
+const POLL_MISSES_MAX: u32 = 3;
+
 /// The send/ack loop.
-async fn drive(sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &Bytes, oack: &[u8], hard_stop: &mut watch::Receiver<bool>) -> Outcome {
+async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &Bytes, oack: &[u8], hard_stop: &mut watch::Receiver<bool>) -> Outcome {
     let mut buf = vec![0u8; 2048];
     let mut window: Vec<([u8; 4], &[u8])> = Vec::new();
     let mut action = sender.start(Instant::now());
     let mut deadline = tokio::time::Instant::now();
+    let budget = shared.settings.busy_poll;
+    let mut poll_misses = 0u32;
+    let bytes_sent = m::bytes_sent_counter();
     loop {
+        let mut sent = false;
         match action {
             Action::Complete => return Outcome::Completed,
             Action::GiveUp => return Outcome::TimedOut,
@@ -246,6 +276,7 @@ async fn drive(sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &
                         return Outcome::IoError;
                     }
                 deadline = tokio::time::Instant::now() + sender.rto();
+                sent = true;
             }
             Action::SendBlocks { first, last } => {
                 let mut bytes = 0u64;
@@ -259,35 +290,56 @@ async fn drive(sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &
                     && fatal(&e) {
                         return Outcome::IoError;
                     }
-                m::bytes_sent(bytes);
+                bytes_sent.increment(bytes);
                 deadline = tokio::time::Instant::now() + sender.rto();
+                sent = true;
             }
         }
-        action = tokio::select! {
-            _ = hard_stop.changed() => return Outcome::Shutdown,
-            _ = tokio::time::sleep_until(deadline) => sender.on_timeout(Instant::now()),
-            r = link_rx.recv(&mut buf) => match r {
-                Ok(Some(n)) => match packet::decode(&buf[..n]) {
-                    Ok(Packet::Ack(b)) => sender.on_ack(b, Instant::now()),
-                    Ok(Packet::Error { code, .. }) => {
-                        return if code == ErrorCode::OptionRefused as u16 && sender.is_waiting_for_oack_ack() {
-                            Outcome::SizeProbe
-                        } else {
-                            Outcome::ClientAborted
-                        };
-                    }
-                    Ok(_) => Action::Wait,
-                    Err(e) => {
-                        m::packet_dropped(e.label());
-                        Action::Wait
-                    }
-                },
-                Ok(None) => return Outcome::Shutdown,
-                // ICMP port unreachable surfaces as ECONNREFUSED on a connected socket.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Outcome::IoError,
-                Err(_) => Action::Wait,
+        // Busy-poll for the answer to what just went out: a fast client answers sooner
+        // than this thread could be woken for it. Only while the transfers fit the workers
+        // (polling holds the shard's thread) and the ACKs keep arriving within the budget.
+        let polled = if sent && !budget.is_zero() && poll_misses < POLL_MISSES_MAX && shared.active_transfers() <= shared.settings.workers {
+            let r = link_rx.poll(&mut buf, budget);
+            if r.is_none() {
+                poll_misses += 1;
+            } else {
+                poll_misses = 0;
+            }
+            r
+        } else {
+            None
+        };
+        let received = match polled {
+            Some(r) => r,
+            None => tokio::select! {
+                _ = hard_stop.changed() => return Outcome::Shutdown,
+                _ = tokio::time::sleep_until(deadline) => {
+                    action = sender.on_timeout(Instant::now());
+                    continue;
+                }
+                r = link_rx.recv(&mut buf) => r,
             },
+        };
+        action = match received {
+            Ok(Some(n)) => match packet::decode(&buf[..n]) {
+                Ok(Packet::Ack(b)) => sender.on_ack(b, Instant::now()),
+                Ok(Packet::Error { code, .. }) => {
+                    return if code == ErrorCode::OptionRefused as u16 && sender.is_waiting_for_oack_ack() {
+                        Outcome::SizeProbe
+                    } else {
+                        Outcome::ClientAborted
+                    };
+                }
+                Ok(_) => Action::Wait,
+                Err(e) => {
+                    m::packet_dropped(e.label());
+                    Action::Wait
+                }
+            },
+            Ok(None) => return Outcome::Shutdown,
+            // ICMP port unreachable surfaces as ECONNREFUSED on a connected socket.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Outcome::IoError,
+            Err(_) => Action::Wait,
         };
     }
 }
-

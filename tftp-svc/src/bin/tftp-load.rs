@@ -49,6 +49,13 @@ struct Args {
     /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Wait for packets the way firmware does: poll the socket with non-blocking receives
+    /// for up to this long (e.g. `10ms`) before sleeping in the runtime. UEFI and iPXE poll
+    /// the NIC in a busy loop and never sleep, so a blocking client pays a thread wake-up
+    /// per window that no firmware pays. Burns its CPU while waiting: use it for single
+    /// downloads (`-c 1`) on a CPU of their own.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    spin: Option<Duration>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,6 +95,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         retries: 10,
         bind: args.bind,
         progress: Some(progress.clone()),
+        spin: args.spin,
         ..ClientOptions::default()
     };
     let started = Instant::now();
