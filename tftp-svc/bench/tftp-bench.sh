@@ -46,20 +46,21 @@ CGS=()
 
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.3
+  # Our own children: wait until they have exited, so that their cgroups can go.
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   for cg in "${CGS[@]}"; do
     # Transfer children of tftpd-hpa still in the group: ours to stop, by PID.
     if [[ -f $cg/cgroup.procs ]]; then
       while read -r p; do kill "$p" 2>/dev/null || true; done < "$cg/cgroup.procs"
       sleep 0.1
-      rmdir "$cg" 2>/dev/null || true
+      for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$cg" 2>/dev/null && break; sleep 0.2; done  # killed servers leave the group when they have exited
     fi
   done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-cg_new() { local d=$CGROOT/tftp-bench-$$-$1; mkdir -p "$d"; CGS+=("$d"); echo "$d"; }
+cg_new() { local d=$CGROOT/tftp-bench-$$-$1; mkdir -p "$d"; echo "$d"; }  # runs in $( ): the caller records it in CGS
 cg_ns() {  # CPU nanoseconds used by everything in the group
   if [[ -f $1/cpuacct.usage ]]; then cat "$1/cpuacct.usage"; else awk '/usage_usec/ {print $2*1000}' "$1/cpu.stat"; fi
 }
@@ -70,7 +71,7 @@ declare -A PORT=([ours]=16901 [hpa]=16902 [async]=16903)
 declare -A CG
 start_server() {
   local name=$1 cg pid
-  cg=$(cg_new "$name")
+  cg=$(cg_new "$name"); CGS+=("$cg")
   case $name in
     ours)  $PIN0 "$BIN/tftp-svc" --no-registry --listen "127.0.0.1:${PORT[ours]}" --admin-listen "" \
              --ipxe-dir "$WORK" --link-roots "" --max-transfers-per-client 5000 --log warn ${OURS_ARGS:-} 2>"$WORK/ours.log" & pid=$! ;;
