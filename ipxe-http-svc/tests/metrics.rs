@@ -4,20 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
-use ironboot_telemetry::metrics::testing::scrape;
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use ironboot_telemetry::metrics::testing::{scrape, start_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_scripts_binaries_and_cache_state() {
@@ -25,24 +16,10 @@ async fn requests_scripts_binaries_and_cache_state() {
     let ipxe = tempfile::tempdir().unwrap();
     std::fs::write(ipxe.path().join("ipxe.efi"), binary_bytes()).unwrap();
     let addr: std::net::SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let child = Command::new(service_binary())
-        .args(["--listen", &addr.to_string(), "--ipxe-dir", ipxe.path().to_str().unwrap(), "--link-roots", ""])
-        .args(["--registry", &reg.endpoint, "--registry-token", &reg.read_token])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ipxe-http-svc");
-    let _guard = ChildGuard(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let up = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await;
-        if matches!(up, Ok(Ok(_))) && get(addr, "/healthz").await.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "service did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut cmd = Command::new(service_binary());
+    cmd.args(["--listen", &addr.to_string(), "--ipxe-dir", ipxe.path().to_str().unwrap(), "--link-roots", ""])
+        .args(["--registry", &reg.endpoint, "--registry-token", &reg.read_token]);
+    let _service = start_ready(cmd, "ipxe-http-svc", addr, Duration::from_secs(20)).await;
 
     for _ in 0..3 {
         assert_eq!(get(addr, &format!("/{MAC}/auto.ipxe")).await.status, 200);

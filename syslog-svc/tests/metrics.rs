@@ -5,12 +5,12 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use hardware_api::testing::TestRegistry;
-use ironboot_telemetry::metrics::testing::{Scrape, http_get, scrape};
+use ironboot_telemetry::metrics::testing::{Scrape, scrape, start_ready};
 
 #[test]
 fn received_parsed_dropped_and_cache_state() {
@@ -20,21 +20,11 @@ fn received_parsed_dropped_and_cache_state() {
         reg.put_yaml(&machine_yaml("node5", "52:54:00:77:00:05", "10.77.0.5")).await;
         let dir = tempfile::tempdir().unwrap();
         let http: SocketAddr = "127.0.0.1:9514".parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_syslog-svc"))
-            .args(["--udp-listen", "0.0.0.0:5140", "--tcp-listen", "0.0.0.0:5140", "--http-listen", &http.to_string()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_syslog-svc"));
+        cmd.args(["--udp-listen", "0.0.0.0:5140", "--tcp-listen", "0.0.0.0:5140", "--http-listen", &http.to_string()])
             .arg(format!("--output={}", dir.path().join("out.jsonl").display()))
-            .args(["--registry", &reg.endpoint, "--registry-token", &reg.read_token])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start syslog-svc");
-        let _guard = ChildGuard(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !matches!(http_get(http, "/healthz"), Ok((200, _))) {
-            assert!(Instant::now() < deadline, "syslog-svc never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .args(["--registry", &reg.endpoint, "--registry-token", &reg.read_token]);
+        let _service = start_ready(cmd, "syslog-svc", http, Duration::from_secs(15)).await;
 
         let machine = UdpSocket::bind("10.77.0.5:0").unwrap();
         for msg in [

@@ -253,6 +253,34 @@ pub mod testing {
         Scrape::parse(&body)
     }
 
+    /// A service binary a test started; killed by PID and reaped when dropped.
+    pub struct Running(pub std::process::Child);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Starts `cmd` (its output discarded, RUST_LOG cleared) and waits until
+    /// `GET http://ready_at/healthz` answers 200; panics on `what` after `timeout` or when
+    /// the process exits first.
+    pub async fn start_ready(mut cmd: std::process::Command, what: &str, ready_at: SocketAddr, timeout: Duration) -> Running {
+        use std::process::Stdio;
+        let child = cmd.env_remove("RUST_LOG").stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        let mut running = Running(child.unwrap_or_else(|e| panic!("starting {what}: {e}")));
+        let deadline = std::time::Instant::now() + timeout;
+        while !matches!(http_get(ready_at, "/healthz"), Ok((200, _))) {
+            if let Ok(Some(status)) = running.0.try_wait() {
+                panic!("{what} exited before it became ready: {status}");
+            }
+            assert!(std::time::Instant::now() < deadline, "{what} not ready at {ready_at}/healthz within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        running
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;

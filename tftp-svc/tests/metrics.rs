@@ -4,11 +4,11 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, stock};
-use ironboot_telemetry::metrics::testing::{http_get, scrape};
+use common::stock;
+use ironboot_telemetry::metrics::testing::{scrape, start_ready};
 use tftp_svc::client::{self, ClientError, ClientOptions};
 
 const MACHINES: &str = r#"
@@ -31,21 +31,11 @@ async fn transfers_bytes_refusals_and_cache_state() {
     reg.put_yaml(MACHINES).await;
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let admin: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tftp-svc"))
-        .args(["--listen", &udp.to_string(), "--admin-listen", &admin.to_string()])
-        .args(["--registry", &reg.endpoint, "--registry-token", &reg.read_token])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tftp-svc");
-    let _guard = ChildGuard(child);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tftp-svc"));
+    cmd.args(["--listen", &udp.to_string(), "--admin-listen", &admin.to_string()])
+        .args(["--registry", &reg.endpoint, "--registry-token", &reg.read_token]);
     // Ready means: files loaded and the registry cache synced.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !matches!(http_get(admin, "/healthz"), Ok((200, _))) {
-        assert!(Instant::now() < deadline, "tftp-svc never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _service = start_ready(cmd, "tftp-svc", admin, Duration::from_secs(15)).await;
 
     let o = ClientOptions { blksize: Some(1468), ..ClientOptions::default() };
     let a = client::get(udp, "undionly.kpxe", &o).await.expect("undionly.kpxe");
