@@ -17,8 +17,7 @@ pub struct RequestTrace(pub TraceParent);
 
 /// The parent the request names, header first, then query, then path suffix.
 pub fn incoming(req: &Request) -> Option<TraceParent> {
-    let header = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceParent::from_header);
-    header
+    ironboot_telemetry::trace::from_headers(req.headers())
         .or_else(|| req.uri().query().and_then(from_query))
         .or_else(|| bootfiles::suffix_traceparent(req.uri().path()))
         .filter(TraceParent::is_valid)
