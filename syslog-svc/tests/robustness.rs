@@ -9,6 +9,15 @@ use common::*;
 use hardware_api::testing::TestRegistry;
 use tokio::io::AsyncWriteExt;
 
+/// One test at a time: the flood test measures this process's RSS, and concurrent tests'
+/// traffic and memory would count against it (seen in CI: a flood line reached the
+/// hostile-input test, and RSS grew with the other tests' work).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -22,6 +31,7 @@ fn rss_kib() -> u64 {
 /// appears, every queued message is written: received = written + dropped.
 #[test]
 fn flood_is_bounded_and_drops_are_counted() {
+    let _serial = serial();
     private_network(&[]);
     runtime().block_on(async {
         let reg = TestRegistry::start().await;
@@ -100,6 +110,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 #[test]
 fn hostile_input_is_handled_as_documented() {
+    let _serial = serial();
     private_network(&[]);
     runtime().block_on(async {
         let reg = TestRegistry::start().await;
@@ -152,6 +163,7 @@ fn hostile_input_is_handled_as_documented() {
 
 #[test]
 fn tcp_connection_limit_is_enforced() {
+    let _serial = serial();
     private_network(&[]);
     runtime().block_on(async {
         let reg = TestRegistry::start().await;
