@@ -162,7 +162,6 @@ impl Writer {
 
     fn count(&self, c: &Counts) {
         let s = &self.stats;
-        s.written.add(c.written);
         s.dropped_empty.add(c.empty);
         s.invalid_utf8.add(c.invalid_utf8);
         s.truncated.add(c.truncated);
@@ -172,6 +171,9 @@ impl Writer {
         s.unattributed.add(c.unattributed);
         s.rotations.add(c.rotations);
         s.output_errors.add(c.output_errors);
+        // Last, so that a reader who sees `written` reach N also sees every other count
+        // of those N messages (the metrics test waits on it).
+        s.written.add(c.written);
     }
 
     fn flush(&mut self) {

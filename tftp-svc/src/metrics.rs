@@ -48,12 +48,13 @@ pub fn transfer_started() {
 
 pub fn transfer_finished(outcome: Outcome, elapsed: Duration, stats: &Stats, _blksize: u16) {
     metrics::gauge!(ACTIVE).decrement(1.0);
-    metrics::counter!(TRANSFERS, "outcome" => outcome.as_str()).increment(1);
     if !outcome.is_success() {
         metrics::counter!(FAILED).increment(1);
     }
     metrics::counter!(RETRANSMITS).increment(stats.retransmits);
     metrics::histogram!(DURATION, "outcome" => outcome.as_str()).record(elapsed.as_secs_f64());
+    // Last, so that a reader who sees the transfer counted also sees its other figures.
+    metrics::counter!(TRANSFERS, "outcome" => outcome.as_str()).increment(1);
 }
 
 pub fn refused(reason: &'static str) {
