@@ -11,7 +11,8 @@ log=$(mktemp); trap 'rm -f "$log"' EXIT
 # Binaries first: the end-to-end lab and deploy checks run them from target/debug.
 cargo build --workspace --locked --bins
 set +e
-cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 tests_status=${PIPESTATUS[0]}
 set -e
 deploy/check.sh
