@@ -9,6 +9,7 @@
 //!   revisions and the change log in one transaction;
 //! - [`auth`]: bearer tokens with `read` and `write` roles;
 //! - [`service`]: the gRPC handlers, including the resumable watch stream;
+//! - [`encoded_get`]: GetHardware, the hot path, sent from each record's stored encoding;
 //! - [`server`]: flags, TLS, health, reflection and graceful shutdown around them;
 //! - [`metrics`]: calls by method and status code, store size, on the admin listener;
 //! - [`manifest`]: the YAML/JSON forms operators write (ours and Tinkerbell's), used by
@@ -17,6 +18,7 @@
 //! - [`testing`]: an in-process registry for the boot services' integration tests.
 
 pub mod auth;
+pub mod encoded_get;
 pub mod hwctl;
 pub mod manifest;
 pub mod metrics;

@@ -113,6 +113,19 @@ impl<S> Metered<S> {
     }
 }
 
+impl Metered<crate::service::Registry> {
+    /// [`crate::service::Registry::get_hardware_encoded`], counted as GetHardware.
+    pub async fn get_hardware_encoded(
+        &self,
+        req: Request<GetHardwareRequest>,
+    ) -> Result<Response<crate::encoded_get::EncodedGetHardwareResponse>, Status> {
+        let t = Instant::now();
+        let r = self.inner.get_hardware_encoded(req).await;
+        self.record(Method::Get, t, &r);
+        r
+    }
+}
+
 #[tonic::async_trait]
 impl<S: HardwareService> HardwareService for Metered<S> {
     async fn create_hardware(&self, req: Request<CreateHardwareRequest>) -> Result<Response<CreateHardwareResponse>, Status> {

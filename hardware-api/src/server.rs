@@ -15,6 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::auth::Tokens;
+use crate::encoded_get::WithEncodedGet;
 use crate::metrics::Metered;
 use crate::service::Registry;
 use crate::store::HardwareStore;
@@ -286,7 +287,7 @@ pub async fn serve_with_admin(
         .layer(TraceLayer::new_for_grpc().make_span_with(rpc_span).on_request(()).on_response(()).on_failure(()).on_eos(()))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(HardwareServiceServer::new(registry))
+        .add_service(WithEncodedGet::new(registry))
         // TCP_NODELAY on accepted connections: with Nagle on, small gRPC replies waited
         // up to 40 ms (measured p99.9 44 ms by hardware-api/bench/registry-bench.sh).
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);

@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Role, Tokens};
+use crate::encoded_get::EncodedGetHardwareResponse;
 use crate::selector::Selector;
 use crate::store::{Event, HardwareStore, Lookup, StoreError, WriteOp, WriteOutcome};
 use crate::validate::validate;
@@ -42,6 +43,19 @@ impl Registry {
 
     fn authorize<T>(&self, req: &Request<T>, role: Role) -> Result<String, Status> {
         self.tokens.authorize(req.metadata(), role)
+    }
+
+    /// GetHardware as the server answers it: the stored encoding of the record, sent as
+    /// it is (`crate::encoded_get`). Same checks and codes as the decoded
+    /// [`HardwareService::get_hardware`].
+    pub async fn get_hardware_encoded(&self, req: Request<GetHardwareRequest>) -> Result<Response<EncodedGetHardwareResponse>, Status> {
+        self.authorize(&req, Role::Read)?;
+        let key = parse_lookup(req.into_inner().key)?;
+        // A read of the in-memory index: cheaper inline than a hop to the blocking pool.
+        match self.store.get_encoded(&key).map_err(store_status)? {
+            Some(hardware) => Ok(Response::new(EncodedGetHardwareResponse { hardware })),
+            None => Err(Status::not_found(format!("no hardware {key}"))),
+        }
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, Status> {
@@ -153,11 +167,11 @@ impl HardwareService for Registry {
         Ok(Response::new(DeleteHardwareResponse { hardware: Some(hardware), revision }))
     }
 
+    /// The server routes GetHardware to [`Registry::get_hardware_encoded`]; this decoded
+    /// form serves in-process callers of the trait.
     async fn get_hardware(&self, req: Request<GetHardwareRequest>) -> Result<Response<GetHardwareResponse>, Status> {
         self.authorize(&req, Role::Read)?;
         let key = parse_lookup(req.into_inner().key)?;
-        // A point read is a few microseconds of B-tree walk: cheaper inline than a hop
-        // to the blocking pool.
         match self.store.get(&key).map_err(store_status)? {
             Some(hw) => Ok(Response::new(GetHardwareResponse { hardware: Some(hw) })),
             None => Err(Status::not_found(format!("no hardware {key}"))),

@@ -9,23 +9,53 @@
 //! write, and a page of a listing carries the revision its contents are at.
 //!
 //! Records are shared (`Arc`) between the key maps: one copy per record, whatever the
-//! number of keys that reach it.
+//! number of keys that reach it. Each is also kept encoded (protobuf), made once when the
+//! record is written, so that GetHardware sends it without cloning or encoding it again
+//! (`crate::encoded_get`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::ops::Bound;
+use std::ops::{Bound, Deref};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use ironboot_proto::MacAddr;
 use ironboot_proto::pb::{EventType, Hardware};
+use prost::Message;
 
 use super::{Event, Lookup};
 use crate::selector::Selector;
 
+/// One record as the index keeps it: decoded, and its protobuf encoding.
+#[derive(Debug, PartialEq)]
+pub struct Entry {
+    hardware: Hardware,
+    encoded: Bytes,
+}
+
+impl Entry {
+    pub fn new(hardware: Hardware) -> Self {
+        let encoded = Bytes::from(hardware.encode_to_vec());
+        Entry { hardware, encoded }
+    }
+
+    /// The record's protobuf encoding (a `Hardware` message), shared, not copied.
+    pub fn encoded(&self) -> Bytes {
+        self.encoded.clone()
+    }
+}
+
+impl Deref for Entry {
+    type Target = Hardware;
+    fn deref(&self) -> &Hardware {
+        &self.hardware
+    }
+}
+
 /// One page of records, shared with the index (clone them outside any lock).
 #[derive(Debug, Default)]
 pub struct IndexPage {
-    pub hardware: Vec<Arc<Hardware>>,
+    pub hardware: Vec<Arc<Entry>>,
     /// Name to continue after, if there is more.
     pub next_after: Option<String>,
     pub revision: u64,
@@ -34,11 +64,11 @@ pub struct IndexPage {
 #[derive(Debug, Default)]
 pub struct ReadIndex {
     revision: u64,
-    by_id: HashMap<String, Arc<Hardware>>,
+    by_id: HashMap<String, Arc<Entry>>,
     /// Ordered: listings page through names.
-    by_name: BTreeMap<String, Arc<Hardware>>,
-    by_mac: HashMap<MacAddr, Arc<Hardware>>,
-    by_ip: HashMap<Ipv4Addr, Arc<Hardware>>,
+    by_name: BTreeMap<String, Arc<Entry>>,
+    by_mac: HashMap<MacAddr, Arc<Entry>>,
+    by_ip: HashMap<Ipv4Addr, Arc<Entry>>,
 }
 
 /// The MACs and reserved IPv4 addresses a stored record is found by. Stored records
@@ -74,7 +104,7 @@ impl ReadIndex {
         self.by_id.is_empty()
     }
 
-    pub fn get(&self, key: &Lookup) -> Option<Arc<Hardware>> {
+    pub fn get(&self, key: &Lookup) -> Option<Arc<Entry>> {
         match key {
             Lookup::Id(id) => self.by_id.get(id.as_str()),
             Lookup::Name(name) => self.by_name.get(name.as_str()),
@@ -120,7 +150,7 @@ impl ReadIndex {
     /// Adds a record, or replaces the one with its id (whose keys it may have changed).
     fn put(&mut self, hw: Hardware) {
         self.remove(&hw.id);
-        let hw = Arc::new(hw);
+        let hw = Arc::new(Entry::new(hw));
         for (mac, ip) in keys(&hw) {
             if let Some(mac) = mac {
                 self.by_mac.insert(mac, hw.clone());
@@ -136,7 +166,7 @@ impl ReadIndex {
     /// Removes the record with `id` and every key that still leads to it.
     fn remove(&mut self, id: &str) {
         let Some(old) = self.by_id.remove(id) else { return };
-        let is_old = |held: &Arc<Hardware>| Arc::ptr_eq(held, &old);
+        let is_old = |held: &Arc<Entry>| Arc::ptr_eq(held, &old);
         if self.by_name.get(old.name.as_str()).is_some_and(is_old) {
             self.by_name.remove(old.name.as_str());
         }
@@ -198,6 +228,19 @@ mod tests {
         }
         assert_eq!(index.get(&ip("10.0.0.2")), None);
         assert_eq!(index.get(&Lookup::Id("a".into())), None);
+    }
+
+    #[test]
+    fn keeps_each_record_encoded() {
+        let record = hw("id-a", "a", "52:54:00:00:00:01", "10.0.0.1");
+        let mut index = ReadIndex::new([record.clone()], 1);
+        let entry = index.get(&Lookup::Id("id-a".into())).unwrap();
+        assert_eq!(Hardware::decode(entry.encoded()).unwrap(), record);
+        // A modified record is encoded anew.
+        let moved = hw("id-a", "a", "52:54:00:00:00:01", "10.0.0.7");
+        index.apply(&[event(EventType::Modified, moved.clone(), 2)], 2);
+        let entry = index.get(&mac("52:54:00:00:00:01")).unwrap();
+        assert_eq!(Hardware::decode(entry.encoded()).unwrap(), moved);
     }
 
     #[test]

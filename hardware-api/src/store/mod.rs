@@ -17,6 +17,7 @@ pub mod redb;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use ironboot_proto::MacAddr;
 use ironboot_proto::pb::{Hardware, UpdateOutcome, WatchHardwareResponse};
 use tokio::sync::broadcast;
@@ -104,6 +105,11 @@ pub trait HardwareStore: Send + Sync + 'static {
     /// Performs a write and blocks until it is durable (or refused).
     fn write(&self, op: WriteOp) -> Result<WriteOutcome, StoreError>;
     fn get(&self, key: &Lookup) -> Result<Option<Hardware>, StoreError>;
+    /// The record's protobuf encoding (a `Hardware` message): what GetHardware sends.
+    /// Engines that keep records encoded hand them out without encoding each time.
+    fn get_encoded(&self, key: &Lookup) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.get(key)?.map(|hw| Bytes::from(prost::Message::encode_to_vec(&hw))))
+    }
     /// Up to `limit` records ordered by name, starting after `after`, that match.
     fn list(&self, after: Option<&str>, limit: usize, selector: &Selector) -> Result<Page, StoreError>;
     /// Stored events with revision greater than `since`, oldest first, at most `limit`.

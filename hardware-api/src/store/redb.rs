@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, mpsc};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use ironboot_proto::MacAddr;
 use ironboot_proto::pb::{EventType, Hardware, UpdateOutcome};
 use prost::Message;
@@ -533,6 +534,10 @@ impl HardwareStore for RedbStore {
         // Take the shared record under the lock, copy it after releasing the lock.
         let found = self.shared.index().get(key);
         Ok(found.map(|hw| Hardware::clone(&hw)))
+    }
+
+    fn get_encoded(&self, key: &Lookup) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.shared.index().get(key).map(|entry| entry.encoded()))
     }
 
     fn list(&self, after: Option<&str>, limit: usize, selector: &Selector) -> Result<Page, StoreError> {
