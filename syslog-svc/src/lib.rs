@@ -12,7 +12,7 @@
 //! - [`transport::udp`] / [`transport::tcp`] (with [`framing`]) take bytes off the sockets;
 //! - [`queue`]: a fixed-capacity queue (messages and bytes) to the writer; UDP overflow is
 //!   dropped and counted, TCP waits (flow control);
-//! - [`writer`]: one thread that [`parse`]s, attributes, renders the [`record`] (with the
+//! - [`writer`]: one thread that [`parse`]s (RFC 5424 headers in [`rfc5424`]), attributes, renders the [`record`] (with the
 //!   [`traceparent`] if any), writes it to the [`output`] and keeps it in the [`store`];
 //! - [`api`]: the HTTP query API, with `/metrics` and `/healthz`; counters in [`stats`].
 //!
@@ -27,6 +27,7 @@ pub mod framing;
 pub mod output;
 pub mod parse;
 pub mod queue;
+pub mod rfc5424;
 pub mod record;
 pub mod stats;
 pub mod store;

@@ -6,14 +6,13 @@
 //! be garbage. So the rules here are:
 //!
 //! - A message that starts with a valid PRI (`<0>`…`<191>`) followed by a version and a
-//!   space (`1 `) is RFC 5424. Its header is parsed with `syslog_loose` (after our own
-//!   PRI check); when that header does not parse, the message is kept raw with
+//!   space (`1 `) is RFC 5424, its header parsed by [`crate::rfc5424`]; when that header
+//!   does not follow the grammar, the message is kept raw with
 //!   `parse_error = "malformed RFC 5424 header"`.
 //! - Any other message with a valid PRI is RFC 3164, parsed here, leniently: the
 //!   timestamp is optional (`Mmm dd hh:mm:ss`, with an optional year or fraction, or an
 //!   RFC 3339 stamp), the hostname is optional, and the tag (`app:` or `app[pid]:`) is
-//!   recognised by its colon. `syslog_loose` is not used for 3164 because it requires a
-//!   timestamp and takes busybox's tag for a hostname.
+//!   recognised by its colon.
 //! - Without a valid PRI the whole text is the message, with facility `user` and
 //!   severity `notice` (what RFC 3164 §4.3.3 tells a relay to assume) and
 //!   `parse_error = "missing PRI"` / `"invalid PRI"`.
@@ -150,7 +149,7 @@ pub fn parse<'a>(text: &'a str, ctx: &ParseContext) -> Parsed<'a> {
     };
     let (facility, severity) = (pri >> 3, pri & 7);
     if looks_like_5424(rest) {
-        return match parse_5424(text, facility, severity) {
+        return match crate::rfc5424::parse(rest, facility, severity) {
             Some(p) => p,
             None => raw(ParseIssue::Malformed5424, facility, severity, rest),
         };
@@ -185,57 +184,6 @@ fn looks_like_5424(rest: &str) -> bool {
         [d, e, b' ', ..] if (b'1'..=b'9').contains(d) && e.is_ascii_digit() => true,
         _ => false,
     }
-}
-
-fn parse_5424(text: &str, facility: u8, severity: u8) -> Option<Parsed<'_>> {
-    // The year callback is only used for RFC 3164 stamps, which this variant never reads.
-    let m = syslog_loose::parse_message_with_year_exact_tz(
-        text,
-        |_| 1970,
-        Some(FixedOffset::east_opt(0)?),
-        syslog_loose::Variant::RFC5424,
-    )
-    .ok()?;
-    let procid = m.procid.map(|p| match p {
-        syslog_loose::ProcId::PID(n) => Cow::Owned(n.to_string()),
-        syslog_loose::ProcId::Name(s) => Cow::Borrowed(s),
-    });
-    let structured_data = m
-        .structured_data
-        .into_iter()
-        .map(|e| SdElement { id: e.id, params: e.params.into_iter().map(|(k, v)| (k, unescape_sd(v))).collect() })
-        .collect();
-    Some(Parsed {
-        format: Format::Rfc5424,
-        facility,
-        severity,
-        timestamp: m.timestamp,
-        hostname: m.hostname,
-        app: m.appname,
-        procid,
-        msgid: m.msgid,
-        structured_data,
-        message: message_5424(text, m.msg),
-        issue: None,
-    })
-}
-
-/// The MSG part exactly as sent. `syslog_loose` trims the whole message and the spaces
-/// before MSG; RFC 5424 separates MSG by one SP and the rest is content (indented stack
-/// traces), so take the text back from just after that one space. A leading BOM marks
-/// UTF-8 (§6.4) and is not content.
-fn message_5424<'a>(text: &'a str, parsed: &'a str) -> &'a str {
-    let start = (parsed.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-    let msg = if start <= text.len() && text.is_char_boundary(start) {
-        let spaces = text.as_bytes()[..start].iter().rev().take_while(|&&b| b == b' ').count();
-        // Where the header (its SD field) ends: MSG is everything after the one SP that
-        // follows, including spaces syslog_loose trimmed from either end.
-        let header_end = start - spaces;
-        if text.as_bytes().get(header_end) == Some(&b' ') { &text[header_end + 1..] } else { parsed }
-    } else {
-        parsed
-    };
-    msg.strip_prefix('\u{feff}').unwrap_or(msg)
 }
 
 /// PARAM-VALUE escapes (RFC 5424 §6.3.3): `\"`, `\\` and `\]` stand for the character;
