@@ -18,84 +18,84 @@ use crate::netboot::{BootFiles, Endpoints};
 pub struct Config {
     /// reservation: addresses + boot info for registered MACs. proxy: boot info only
     /// (ProxyDHCP, plus the PXE boot-server port 4011).
-    #[arg(long, env = "DHCP_MODE", value_enum, default_value = "reservation")]
+    #[arg(long, env = "IRONBOOT_DHCP_MODE", value_enum, default_value = "reservation")]
     pub mode: Mode,
 
     /// UDP port to listen on (clients always send to 67; change only for tests/relays).
-    #[arg(long, env = "DHCP_PORT", default_value_t = 67)]
+    #[arg(long, env = "IRONBOOT_DHCP_PORT", default_value_t = 67)]
     pub port: u16,
 
     /// Serve only these interfaces (repeat, or comma-separate in the variable). Default:
     /// every interface.
-    #[arg(long = "interface", env = "DHCP_INTERFACES", value_delimiter = ',')]
+    #[arg(long = "interface", env = "IRONBOOT_DHCP_INTERFACES", value_delimiter = ',')]
     pub interfaces: Vec<String>,
 
     /// Server identifier (option 54) to advertise. Default: the address of the
     /// interface the request came in on.
-    #[arg(long, env = "DHCP_SERVER_ID")]
+    #[arg(long, env = "IRONBOOT_DHCP_SERVER_ID")]
     pub server_id: Option<Ipv4Addr>,
 
     /// TFTP server (next-server / siaddr) for firmware PXE clients. Default: the server
     /// identifier.
-    #[arg(long, env = "DHCP_TFTP_SERVER")]
+    #[arg(long, env = "IRONBOOT_DHCP_TFTP_SERVER")]
     pub tftp_server: Option<Ipv4Addr>,
 
     /// ipxe-http-svc as clients reach it, HOST[:PORT]; goes into script and HTTP-boot
     /// URLs. Default: the server identifier, port 8080.
-    #[arg(long, env = "DHCP_HTTP_SERVER")]
+    #[arg(long, env = "IRONBOOT_DHCP_HTTP_SERVER")]
     pub http_server: Option<String>,
 
     /// Syslog server sent as option 7 (e.g. syslog-svc's address).
-    #[arg(long, env = "DHCP_SYSLOG_SERVER")]
+    #[arg(long, env = "IRONBOOT_DHCP_SYSLOG_SERVER")]
     pub syslog_server: Option<Ipv4Addr>,
 
     /// Lease time in seconds for records without one (60 to 31536000).
-    #[arg(long, env = "DHCP_DEFAULT_LEASE", default_value_t = 86400, value_parser = validate_lease)]
+    #[arg(long, env = "IRONBOOT_DHCP_DEFAULT_LEASE", default_value_t = 86400, value_parser = validate_lease)]
     pub default_lease: u32,
 
     /// User classes (option 77) that mean "already our iPXE": such clients get the
     /// script URL, never the binary again.
-    #[arg(long = "ipxe-user-class", env = "DHCP_IPXE_USER_CLASSES", value_delimiter = ',', default_values_t = ["iPXE".to_string(), "Tinkerbell".to_string()])]
+    #[arg(long = "ipxe-user-class", env = "IRONBOOT_DHCP_IPXE_USER_CLASSES", value_delimiter = ',', default_values_t = ["iPXE".to_string(), "Tinkerbell".to_string()])]
     pub ipxe_user_classes: Vec<String>,
 
     /// Per-architecture binary overrides, ARCH=FILE (option 93 number), e.g.
     /// 7=snponly.efi. Defaults: 0 undionly.kpxe; 6,7,9,15,16 ipxe.efi; 10,11,18,19 snp.efi.
-    #[arg(long = "boot-file", env = "DHCP_BOOT_FILES", value_delimiter = ',')]
+    #[arg(long = "boot-file", env = "IRONBOOT_DHCP_BOOT_FILES", value_delimiter = ',')]
     pub boot_files: Vec<String>,
 
     /// Worker threads per socket.
-    #[arg(long, env = "DHCP_WORKERS", default_value_t = 2)]
+    #[arg(long, env = "IRONBOOT_DHCP_WORKERS", default_value_t = 2)]
     pub workers: usize,
 
     /// Under load (over 2,000 packets/s on a worker), wait this long after serving a
     /// batch before receiving again, so that one wake-up serves every packet that
     /// arrived meanwhile (as a NIC's interrupt moderation does): much less CPU per packet
     /// for at most this much added latency. 0 turns it off; at most 10ms.
-    #[arg(long, env = "DHCP_RECEIVE_COALESCE", default_value = "0.25ms", value_parser = parse_duration)]
+    #[arg(long, env = "IRONBOOT_DHCP_RECEIVE_COALESCE", default_value = "0.25ms", value_parser = parse_duration)]
     pub receive_coalesce: Duration,
 
     /// Requests whose MAC is not cached wait here for one registry lookup; when full
     /// they are answered as unknown (and counted).
-    #[arg(long, env = "DHCP_MISS_QUEUE", default_value_t = 1024)]
+    #[arg(long, env = "IRONBOOT_DHCP_MISS_QUEUE", default_value_t = 1024)]
     pub miss_queue: usize,
 
     /// Unregistered MACs remembered for `/unregistered` (least recently seen dropped).
-    #[arg(long, env = "DHCP_UNREGISTERED_CAPACITY", default_value_t = 4096)]
+    #[arg(long, env = "IRONBOOT_DHCP_UNREGISTERED_CAPACITY", default_value_t = 4096)]
     pub unregistered_capacity: usize,
 
     /// How often one unregistered MAC is logged again.
-    #[arg(long, env = "DHCP_UNREGISTERED_LOG_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "IRONBOOT_DHCP_UNREGISTERED_LOG_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub unregistered_log_interval: Duration,
 
     /// Hand netboot clients the boot's W3C trace context: a `-00-<trace>-<span>-<flags>`
     /// suffix on TFTP boot file names (stripped by tftp-svc), `?traceparent=` on HTTP
     /// URLs, and option 43 sub-option 69 for PXE firmware. Set false for a firmware that
     /// cannot cope with the longer names.
-    #[arg(long, env = "DHCP_TRACE_CONTEXT", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, env = "IRONBOOT_DHCP_TRACE_CONTEXT", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub trace_context: bool,
 
     /// Admin HTTP listener: /metrics, /healthz, /unregistered.
-    #[arg(long, env = "DHCP_ADMIN_LISTEN", default_value = "127.0.0.1:9067")]
+    #[arg(long, env = "IRONBOOT_DHCP_ADMIN_LISTEN", default_value = "127.0.0.1:9067")]
     pub admin_listen: SocketAddr,
 
     /// Validate the configuration, print a summary and exit.

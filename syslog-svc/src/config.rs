@@ -58,58 +58,58 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[command(name = "syslog-svc", version)]
 pub struct Config {
     /// UDP listen address, or "off".
-    #[arg(long, env = "SYSLOG_UDP_LISTEN", default_value = "0.0.0.0:514", value_parser = parse_listen)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_UDP_LISTEN", default_value = "0.0.0.0:514", value_parser = parse_listen)]
     pub udp_listen: Listen,
     /// TCP listen address (RFC 6587, octet-counted or LF-framed), or "off".
-    #[arg(long, env = "SYSLOG_TCP_LISTEN", default_value = "0.0.0.0:514", value_parser = parse_listen)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_TCP_LISTEN", default_value = "0.0.0.0:514", value_parser = parse_listen)]
     pub tcp_listen: Listen,
     /// HTTP listen address of the query API, /metrics and /healthz, or "off". Loopback by
     /// default: the logs of a boot can hold secrets; expose it deliberately.
-    #[arg(long, env = "SYSLOG_HTTP_LISTEN", default_value = "127.0.0.1:9514", value_parser = parse_listen)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_HTTP_LISTEN", default_value = "127.0.0.1:9514", value_parser = parse_listen)]
     pub http_listen: Listen,
     /// Where the JSON lines go: "-" for stdout, or a file path (appended, rotated by size).
-    #[arg(long, env = "SYSLOG_OUTPUT", default_value = "-")]
+    #[arg(long, env = "IRONBOOT_SYSLOG_OUTPUT", default_value = "-")]
     pub output: PathBuf,
     /// Rotate the output file when it would grow past this size.
-    #[arg(long, env = "SYSLOG_ROTATE_SIZE", default_value = "100MiB", value_parser = parse_size)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_ROTATE_SIZE", default_value = "100MiB", value_parser = parse_size)]
     pub rotate_size: u64,
     /// Rotated files kept (FILE.1 … FILE.N); 0 keeps none.
-    #[arg(long, env = "SYSLOG_ROTATE_KEEP", default_value_t = 5)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_ROTATE_KEEP", default_value_t = 5)]
     pub rotate_keep: u32,
     /// Messages the queue between the sockets and the writer holds; UDP beyond it is
     /// dropped (counted), TCP waits.
-    #[arg(long, env = "SYSLOG_QUEUE_CAPACITY", default_value_t = 65_536)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_QUEUE_CAPACITY", default_value_t = 65_536)]
     pub queue_capacity: usize,
     /// Bytes the queue holds at most (message data plus bookkeeping).
-    #[arg(long, env = "SYSLOG_QUEUE_BYTES", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_QUEUE_BYTES", default_value = "64MiB", value_parser = parse_size)]
     pub queue_bytes: u64,
     /// Longest message kept whole; longer TCP frames are cut here and flagged truncated.
     /// The default keeps every possible UDP datagram whole.
-    #[arg(long, env = "SYSLOG_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_size)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_size)]
     pub max_message: u64,
     /// Kernel receive buffer of the UDP socket (absorbs bursts); 0 = system default.
-    #[arg(long, env = "SYSLOG_UDP_RECV_BUFFER", default_value = "8MiB", value_parser = parse_size)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_UDP_RECV_BUFFER", default_value = "8MiB", value_parser = parse_size)]
     pub udp_recv_buffer: u64,
     /// Threads receiving on the UDP socket.
-    #[arg(long, env = "SYSLOG_UDP_THREADS", default_value_t = 1)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_UDP_THREADS", default_value_t = 1)]
     pub udp_threads: usize,
     /// TCP connections open at once; more are closed at accept (counted).
-    #[arg(long, env = "SYSLOG_TCP_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_TCP_MAX_CONNECTIONS", default_value_t = 1024)]
     pub tcp_max_connections: usize,
     /// A TCP connection silent this long is closed.
-    #[arg(long, env = "SYSLOG_TCP_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_TCP_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub tcp_idle_timeout: Duration,
     /// Lines kept per machine for the query API.
-    #[arg(long, env = "SYSLOG_RING_MESSAGES", default_value_t = 1000)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_RING_MESSAGES", default_value_t = 1000)]
     pub ring_messages: usize,
     /// Bytes kept per machine for the query API.
-    #[arg(long, env = "SYSLOG_RING_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_RING_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub ring_bytes: u64,
     /// Machines with a kept log; past it the one that logged least recently is evicted.
-    #[arg(long, env = "SYSLOG_RING_MACHINES", default_value_t = 4096)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_RING_MACHINES", default_value_t = 4096)]
     pub ring_machines: usize,
     /// Bytes kept over all machines; past it the least recent machine is evicted.
-    #[arg(long, env = "SYSLOG_RING_TOTAL_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_RING_TOTAL_BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub ring_total_bytes: u64,
     /// Zone assumed for RFC 3164 timestamps, which carry none: UTC or +HH:MM.
     #[arg(long, env = "SYSLOG_RFC3164_OFFSET", default_value = "UTC", value_parser = parse_offset)]
