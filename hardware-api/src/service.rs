@@ -49,13 +49,16 @@ impl Registry {
     /// it is (`crate::encoded_get`). Same checks and codes as the decoded
     /// [`HardwareService::get_hardware`].
     pub async fn get_hardware_encoded(&self, req: Request<GetHardwareRequest>) -> Result<Response<EncodedGetHardwareResponse>, Status> {
-        self.authorize(&req, Role::Read)?;
-        let key = parse_lookup(req.into_inner().key)?;
+        let key = self.read_key(req)?;
         // A read of the in-memory index: cheaper inline than a hop to the blocking pool.
-        match self.store.get_encoded(&key).map_err(store_status)? {
-            Some(hardware) => Ok(Response::new(EncodedGetHardwareResponse { hardware })),
-            None => Err(Status::not_found(format!("no hardware {key}"))),
-        }
+        let hardware = self.store.get_encoded(&key).map_err(store_status)?.ok_or_else(|| not_found(&key))?;
+        Ok(Response::new(EncodedGetHardwareResponse { hardware }))
+    }
+
+    /// The record a GetHardware asks for, from a caller allowed to read.
+    fn read_key(&self, req: Request<GetHardwareRequest>) -> Result<Lookup, Status> {
+        self.authorize(&req, Role::Read)?;
+        parse_lookup(req.into_inner().key)
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, Status> {
@@ -77,6 +80,10 @@ pub fn store_status(e: StoreError) -> Status {
         StoreError::Compacted { .. } | StoreError::FutureRevision { .. } => Status::out_of_range(msg),
         StoreError::Backend(_) => Status::unavailable(msg),
     }
+}
+
+fn not_found(key: &Lookup) -> Status {
+    Status::not_found(format!("no hardware {key}"))
 }
 
 fn parse_lookup(key: Option<get_hardware_request::Key>) -> Result<Lookup, Status> {
@@ -170,12 +177,9 @@ impl HardwareService for Registry {
     /// The server routes GetHardware to [`Registry::get_hardware_encoded`]; this decoded
     /// form serves in-process callers of the trait.
     async fn get_hardware(&self, req: Request<GetHardwareRequest>) -> Result<Response<GetHardwareResponse>, Status> {
-        self.authorize(&req, Role::Read)?;
-        let key = parse_lookup(req.into_inner().key)?;
-        match self.store.get(&key).map_err(store_status)? {
-            Some(hw) => Ok(Response::new(GetHardwareResponse { hardware: Some(hw) })),
-            None => Err(Status::not_found(format!("no hardware {key}"))),
-        }
+        let key = self.read_key(req)?;
+        let hardware = self.store.get(&key).map_err(store_status)?.ok_or_else(|| not_found(&key))?;
+        Ok(Response::new(GetHardwareResponse { hardware: Some(hardware) }))
     }
 
     async fn list_hardware(&self, req: Request<ListHardwareRequest>) -> Result<Response<ListHardwareResponse>, Status> {
