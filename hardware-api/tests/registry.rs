@@ -434,3 +434,39 @@ async fn reflection_lists_the_service_without_a_token() {
     assert!(names.contains(&"hardware.v1.HardwareService".to_string()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
 }
+
+/// A registry that accepts connections and never answers: the first miss waits for the
+/// lookup timeout, the misses right after it are answered at once (not each another
+/// timeout), and once the pause is over the cache asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_registry_costs_one_lookup_timeout_not_one_per_miss() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let config = CacheConfig {
+        lookup_timeout: Duration::from_millis(300),
+        unreachable_pause: Duration::from_millis(800),
+        backoff_min: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let args = ironboot_proto::client::RegistryArgs::new(endpoint, Some(READ_TOKEN.to_string()));
+    let cache = HardwareCache::start(args.connect_lazy().unwrap(), config);
+    let mac = MacAddr::parse("52:54:00:00:09:01").unwrap();
+    let timed = |cache: HardwareCache| async move {
+        let t = std::time::Instant::now();
+        let r = cache.by_mac_or_fetch(mac).await;
+        (r, t.elapsed())
+    };
+
+    let (first, waited) = timed(cache.clone()).await;
+    assert!(first.is_err(), "an unsynced cache must say it does not know: {first:?}");
+    assert!(waited >= Duration::from_millis(250), "the first miss asks the registry ({waited:?})");
+    for _ in 0..5 {
+        let (r, waited) = timed(cache.clone()).await;
+        assert!(r.is_err(), "{r:?}");
+        assert!(waited < Duration::from_millis(100), "a miss during the pause waited {waited:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (_, waited) = timed(cache.clone()).await;
+    assert!(waited >= Duration::from_millis(250), "after the pause the registry is asked again ({waited:?})");
+    drop(silent);
+}

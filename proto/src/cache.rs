@@ -42,6 +42,9 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
     /// Most remembered "not found" keys.
     pub negative_capacity: usize,
+    /// After a fallback GetHardware fails (registry down or silent), misses are answered
+    /// at once for this long instead of each waiting up to `lookup_timeout` again.
+    pub unreachable_pause: Duration,
 }
 
 impl Default for CacheConfig {
@@ -54,6 +57,7 @@ impl Default for CacheConfig {
             max_concurrent_fallbacks: 8,
             negative_ttl: Duration::from_secs(2),
             negative_capacity: 10_000,
+            unreachable_pause: Duration::from_secs(1),
         }
     }
 }
@@ -88,7 +92,7 @@ fn describe_metrics() {
     describe_gauge!(M_REVISION, "Registry store revision the cache has caught up to.");
     describe_gauge!(M_STALENESS, Unit::Seconds, "Seconds since the registry last said anything to the cache (event, bookmark or list); since start if never.");
     describe_counter!(M_RELISTS, "Full lists of the registry (the first sync, then each time a watch could not resume).");
-    describe_counter!(M_FALLBACKS, "Cache misses by what the fallback GetHardware did: found, not_found, error, recent_miss (skipped), busy (skipped).");
+    describe_counter!(M_FALLBACKS, "Cache misses by what the fallback GetHardware did: found, not_found, error, recent_miss (skipped), busy (skipped), paused (skipped: the previous lookup failed).");
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +187,8 @@ struct Inner {
     config: CacheConfig,
     fallbacks: Semaphore,
     negative: Mutex<HashMap<Key, Instant>>,
+    /// Until when fallbacks are not tried, after one failed.
+    pause_until: Mutex<Option<Instant>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -206,6 +212,7 @@ impl HardwareCache {
             started: Instant::now(),
             fallbacks: Semaphore::new(config.max_concurrent_fallbacks),
             negative: Mutex::new(HashMap::new()),
+            pause_until: Mutex::new(None),
             client,
             config,
             task: Mutex::new(None),
@@ -323,6 +330,10 @@ impl HardwareCache {
                 return Ok(None);
             }
         }
+        if self.paused() {
+            metrics::counter!(M_FALLBACKS, "result" => "paused").increment(1);
+            return self.unreachable("the registry did not answer the last lookup; not asking again yet".into());
+        }
         let Ok(_permit) = self.inner.fallbacks.try_acquire() else {
             // Too many misses at once: this is a flood, not a fresh registration.
             metrics::counter!(M_FALLBACKS, "result" => "busy").increment(1);
@@ -349,6 +360,7 @@ impl HardwareCache {
             _ => "error",
         };
         metrics::counter!(M_FALLBACKS, "result" => result).increment(1);
+        self.set_paused(result == "error");
         match res {
             Ok(Ok(resp)) => match resp.into_inner().hardware {
                 Some(hw) => {
@@ -371,6 +383,16 @@ impl HardwareCache {
     /// "unknown"; an unsynced cache knows nothing and says so.
     fn unreachable(&self, why: String) -> Result<Option<Arc<Hardware>>, LookupError> {
         if self.is_synced() { Ok(None) } else { Err(LookupError::Unavailable(why)) }
+    }
+
+    fn paused(&self) -> bool {
+        let until = *self.inner.pause_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn set_paused(&self, failed: bool) {
+        let until = failed.then(|| Instant::now() + self.inner.config.unreachable_pause);
+        *self.inner.pause_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
     }
 
     fn remember_miss(&self, key: Key) {
