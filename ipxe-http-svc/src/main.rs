@@ -7,17 +7,7 @@ fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let _telemetry = ironboot_telemetry::init_logging(&config.log, "ipxe-http-svc", "info");
     if config.check_config {
-        return match ipxe_http_svc::check_config(&config) {
-            Ok(report) => {
-                print!("{report}");
-                println!("configuration OK");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return ironboot_telemetry::check_config_exit(|| ipxe_http_svc::check_config(&config));
     }
     ironboot_telemetry::run_service("ipxe-http-svc", || ipxe_http_svc::run(config, ironboot_telemetry::shutdown_signal()))
 }

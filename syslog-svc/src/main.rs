@@ -1,16 +1,14 @@
+//! The syslog-svc binary: flags → [`syslog_svc::run`].
+
 use clap::Parser;
 use syslog_svc::Config;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let _telemetry = ironboot_telemetry::init_logging(&config.log, "syslog-svc", "info");
     if config.check_config {
-        config.validate()?;
-        println!("configuration ok: {}", config.summary());
-        return Ok(());
+        return ironboot_telemetry::check_config_exit(|| config.validate().map(|()| format!("{}\n", config.summary())).map_err(|e| e.to_string()));
     }
     tracing::info!("{}", config.summary());
-    syslog_svc::run(config, ironboot_telemetry::shutdown_signal()).await?;
-    Ok(())
+    ironboot_telemetry::run_service("syslog-svc", || syslog_svc::run(config, ironboot_telemetry::shutdown_signal()))
 }

@@ -128,6 +128,25 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// `--check-config`'s answer as the process's: the report and `configuration OK` on
+/// stdout, or what is wrong on stderr and a failing exit code.
+pub fn check_config_exit(check: impl FnOnce() -> Result<String, String>) -> std::process::ExitCode {
+    // Checks may build a (lazy) registry client, which needs a runtime to exist.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let _in_runtime = runtime.as_ref().ok().map(|rt| rt.enter());
+    match check() {
+        Ok(report) => {
+            print!("{report}");
+            println!("configuration OK");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The tail of every service's `main`: lift the open-files limit, start the multi-thread
 /// runtime (OpenTelemetry export needs one later), run `serve` until it returns, and turn
 /// its error into a log line, a message on stderr and a failing exit code.
@@ -147,8 +166,8 @@ where
     match rt.block_on(serve()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "{name} failed");
-            eprintln!("{name}: {e}");
+            tracing::error!(error = %format!("{e:#}"), "{name} failed");
+            eprintln!("{name}: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
