@@ -130,6 +130,25 @@ pub struct Snapshot {
     stamps: HashMap<Arc<str>, Stamp>,
 }
 
+impl Snapshot {
+    /// For `--check-config`: one line naming the served files (`label (N, B bytes): …`),
+    /// then a warning per directory that could not be read and per entry not served.
+    /// Returns how many files are served.
+    pub fn report(&self, out: &mut String, label: &str) -> usize {
+        use std::fmt::Write;
+        let mut names: Vec<&str> = self.files.keys().map(|k| &**k).collect();
+        names.sort_unstable();
+        let _ = writeln!(out, "{label} ({}, {} bytes): {}", names.len(), self.total_bytes, names.join(" "));
+        for (d, e) in &self.missing_dirs {
+            let _ = writeln!(out, "warning: directory {}: {e}", d.display());
+        }
+        for (p, why) in &self.skipped {
+            let _ = writeln!(out, "warning: not serving {}: {why}", p.display());
+        }
+        names.len()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Stamp {
     dev: u64,

@@ -175,17 +175,7 @@ pub fn check_config(config: &Config) -> Result<String, String> {
     let osie = if i.osie_url.is_empty() { "this service's /assets (as reached by the client)" } else { &i.osie_url };
     let _ = writeln!(out, "installer: {osie}; consoles {:?}; extra args {:?}; retries {} every {}s", i.consoles, i.extra_args, i.retries, i.retry_delay_secs);
     let cat = Catalogue::load(config.catalogue_config());
-    let snap = cat.snapshot();
-    let mut names: Vec<_> = snap.files.keys().map(|k| k.to_string()).collect();
-    names.sort();
-    let _ = writeln!(out, "binaries ({}, {} bytes): {}", names.len(), snap.total_bytes, names.join(" "));
-    for (d, e) in &snap.missing_dirs {
-        let _ = writeln!(out, "warning: directory {}: {e}", d.display());
-    }
-    for (p, why) in &snap.skipped {
-        let _ = writeln!(out, "warning: not serving {}: {why}", p.display());
-    }
-    if names.is_empty() {
+    if cat.snapshot().report(&mut out, "binaries") == 0 {
         let _ = writeln!(out, "warning: no iPXE binaries to serve (check --ipxe-dir / --ipxe-extra-dir)");
     }
     match &settings.assets_dir {

@@ -118,17 +118,7 @@ pub fn check_config(config: &Config) -> Result<String, String> {
     let _ = writeln!(out, "mode: {}", if settings.single_port { "single port" } else { "per-transfer ports" });
     let _ = writeln!(out, "max blksize {} / windowsize {}", settings.limits.max_blksize, settings.limits.max_windowsize);
     let cat = Catalogue::load(config.files.catalogue_config());
-    let snap = cat.snapshot();
-    let mut names: Vec<_> = snap.files.keys().map(|k| k.to_string()).collect();
-    names.sort();
-    let _ = writeln!(out, "files ({}, {} bytes): {}", names.len(), snap.total_bytes, names.join(" "));
-    for (d, e) in &snap.missing_dirs {
-        let _ = writeln!(out, "warning: directory {}: {e}", d.display());
-    }
-    for (p, why) in &snap.skipped {
-        let _ = writeln!(out, "warning: not serving {}: {why}", p.display());
-    }
-    if names.is_empty() {
+    if cat.snapshot().report(&mut out, "files") == 0 {
         return Err(format!("{out}error: no files to serve (check --ipxe-dir / --ipxe-extra-dir / --assets-dir)"));
     }
     if config.no_registry {
