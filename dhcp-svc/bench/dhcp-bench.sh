@@ -45,6 +45,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$ROOT/dhcp-svc/bench/lab.sh"
 MACHINES=${BENCH_MACHINES:-10000}
 SERVERS=${BENCH_SERVERS:-"dhcp-svc:1 dhcp-svc:2 kea dnsmasq"}
 SCALE=${BENCH_SCALE-"1000 100000"}
@@ -140,77 +141,27 @@ if [[ $BUILD == 1 ]]; then
     step "build (release)"
     (cd "$ROOT" && cargo build --release -p dhcp-svc -p hardware-api --bins 2>&1 | tail -3)
 fi
-# Private copies: a concurrent build replacing target/release mid-run changes nothing.
 BIN=$WORK/bin
-mkdir -p "$BIN"
-for b in dhcp-svc hardware-api hwctl; do
-    [[ -x $SRC_BIN/$b ]] || die "$SRC_BIN/$b missing"
-    ln -f "$SRC_BIN/$b" "$BIN/" 2>/dev/null || cp "$SRC_BIN/$b" "$BIN/"
-done
+lab_bins "$SRC_BIN" "$BIN"
 echo "binaries from $SRC_BIN, HEAD $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') ($(stat -c %y "$SRC_BIN/dhcp-svc" | cut -d. -f1))"
 
 # ---------------------------------------------------------------- network
 step "namespaces $SRV_NS ($SRV_IP) <-veth-> $CLI_NS ($CLI_IP)"
-ip netns add "$SRV_NS"
-ip netns add "$CLI_NS"
-ip link add "$SRV_IF" type veth peer name "$CLI_IF"
-ip link set "$SRV_IF" netns "$SRV_NS"
-ip link set "$CLI_IF" netns "$CLI_NS"
-ip -n "$SRV_NS" addr add "$SRV_IP/24" dev "$SRV_IF"
-ip -n "$CLI_NS" addr add "$CLI_IP/24" dev "$CLI_IF"
-for ns in "$SRV_NS" "$CLI_NS"; do ip -n "$ns" link set lo up; done
-ip -n "$SRV_NS" link set "$SRV_IF" up
-ip -n "$CLI_NS" link set "$CLI_IF" up
-in_srv() { ip netns exec "$SRV_NS" "$@"; }
-in_cli() { ip netns exec "$CLI_NS" "$@"; }
+lab_netns
 
-# ---------------------------------------------------------------- machines
-# Machine i (1-based): MAC 52:54:0b:HH:MM:LL (i in hex), reserved IP 10.100.0.0 + i in
-# 10.0.0.0/8 (which contains the relay address 10.88.0.2), hostname bench-NNNNNN.
-gen_files() {
-    local n=$1 dir=$2
-    mkdir -p "$dir"
-    awk -v n="$n" -v dir="$dir" 'BEGIN {
-        base = 10 * 16777216 + 100 * 65536
-        yaml = dir "/hardware.yaml"; macs = dir "/macs.txt"; hosts = dir "/dnsmasq-hosts"; kea = dir "/kea-reservations.json"
-        for (i = 1; i <= n; i++) {
-            mac = sprintf("52:54:0b:%02x:%02x:%02x", int(i / 65536) % 256, int(i / 256) % 256, i % 256)
-            a = base + i
-            ip = sprintf("%d.%d.%d.%d", int(a / 16777216) % 256, int(a / 65536) % 256, int(a / 256) % 256, a % 256)
-            name = sprintf("bench-%06d", i)
-            printf "apiVersion: ironboot/v1\nkind: Hardware\nname: %s\ninterfaces:\n  - mac: %s\n    dhcp:\n      ip: %s\n      netmask: 255.0.0.0\n      gateway: 10.0.0.1\n      hostname: %s\n      name_servers: [10.0.0.1]\n---\n", name, mac, ip, name > yaml
-            print mac > macs
-            printf "%s,%s,%s\n", mac, ip, name > hosts
-            printf "%s{\"hw-address\":\"%s\",\"ip-address\":\"%s\",\"hostname\":\"%s\"}\n", (i > 1 ? "," : ""), mac, ip, name > kea
-        }
-    }'
-}
-
+# ---------------------------------------------------------------- registry
 REG_PID=""
 REG_FOR=""
 # Fresh registry holding exactly N machines.
 start_registry() {
     local n=$1 dir=$WORK/n$1
-    [[ -f $dir/macs.txt ]] || gen_files "$n" "$dir"
+    [[ -f $dir/macs.txt ]] || lab_machines "$n" "$dir"
     if [[ -n $REG_PID ]]; then stop_pid "$REG_PID"; fi
-    ip netns exec "$SRV_NS" taskset -c 1 "$BIN/hardware-api" --store memory --listen "127.0.0.1:$REG_PORT" \
-        --tokens "write:$WRITE_TOKEN,read:$READ_TOKEN" >"$WORK/registry-$n.log" 2>&1 &
-    REG_PID=$!
-    PIDS+=("$REG_PID")
-    for _ in $(seq 1 100); do
-        in_srv ss -ltn "sport = :$REG_PORT" | grep -q LISTEN && break
-        kill -0 "$REG_PID" 2>/dev/null || die "hardware-api exited: $(tail -5 "$WORK/registry-$n.log")"
-        sleep 0.1
-    done
     local t0 t1
     t0=$(date +%s.%N)
-    in_srv taskset -c 1 "$BIN/hwctl" --registry "http://127.0.0.1:$REG_PORT" --registry-token "$WRITE_TOKEN" \
-        apply -f "$dir/hardware.yaml" >"$WORK/apply-$n.log" 2>&1 || die "hwctl apply failed: $(tail -5 "$WORK/apply-$n.log")"
+    lab_registry "$n" "$dir" "$WORK/n$n" taskset -c 1
     t1=$(date +%s.%N)
-    local created
-    created=$(grep -c ' created$' "$WORK/apply-$n.log" || true)
-    [[ $created == "$n" ]] || die "hwctl created $created of $n machines (see $WORK/apply-$n.log)"
-    echo "registered $n machines with hwctl apply in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
+    echo "registry started with $n machines (hwctl apply) in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
     REG_FOR=$n
 }
 

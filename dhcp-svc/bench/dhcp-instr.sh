@@ -17,6 +17,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$ROOT/dhcp-svc/bench/lab.sh"
 N=${INSTR_MACHINES:-10000}
 RATE=${INSTR_RATE:-200}
 SECS=${INSTR_SECS:-10}
@@ -24,7 +25,7 @@ WORKERS=${INSTR_WORKERS:-1}
 BUILD=${INSTR_BUILD:-1}
 KEEP=${INSTR_KEEP:-0}
 TOP=${INSTR_TOP:-25}
-BIN=${INSTR_BIN:-$ROOT/target/release}
+SRC_BIN=${INSTR_BIN:-$ROOT/target/release}
 SRV_IP=10.89.0.1
 CLI_IP=10.89.0.2
 TAG=$$
@@ -34,8 +35,8 @@ SRV_IF=ibis$TAG
 CLI_IF=ibic$TAG
 REG_PORT=50162
 ADMIN=127.0.0.1:9068
-WTOK=instr-write-token-0123456789
-RTOK=instr-read-token-0123456789
+WRITE_TOKEN=instr-write-token-0123456789
+READ_TOKEN=instr-read-token-0123456789
 
 die() { echo "dhcp-instr: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root"
@@ -61,48 +62,20 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [[ $BUILD == 1 ]]; then (cd "$ROOT" && cargo build --release -p dhcp-svc -p hardware-api --bins 2>&1 | tail -1); fi
-mkdir -p "$WORK/bin"
-# Hard links where possible: no disk space, and a rebuild replaces the file, not this inode.
-for b in dhcp-svc hardware-api hwctl; do ln -f "$BIN/$b" "$WORK/bin/" 2>/dev/null || cp "$BIN/$b" "$WORK/bin/"; done
-
-ip netns add "$SRV_NS"
-ip netns add "$CLI_NS"
-ip link add "$SRV_IF" type veth peer name "$CLI_IF"
-ip link set "$SRV_IF" netns "$SRV_NS"
-ip link set "$CLI_IF" netns "$CLI_NS"
-ip -n "$SRV_NS" addr add "$SRV_IP/24" dev "$SRV_IF"
-ip -n "$CLI_NS" addr add "$CLI_IP/24" dev "$CLI_IF"
-for ns in "$SRV_NS" "$CLI_NS"; do ip -n "$ns" link set lo up; done
-ip -n "$SRV_NS" link set "$SRV_IF" up
-ip -n "$CLI_NS" link set "$CLI_IF" up
-
-# Same machines as dhcp-bench.sh: MAC 52:54:0b:HH:MM:LL, IP 10.100.0.0 + i in 10.0.0.0/8.
-awk -v n="$N" -v dir="$WORK" 'BEGIN {
-    base = 10 * 16777216 + 100 * 65536
-    for (i = 1; i <= n; i++) {
-        mac = sprintf("52:54:0b:%02x:%02x:%02x", int(i / 65536) % 256, int(i / 256) % 256, i % 256)
-        a = base + i
-        ip = sprintf("%d.%d.%d.%d", int(a / 16777216) % 256, int(a / 65536) % 256, int(a / 256) % 256, a % 256)
-        name = sprintf("bench-%06d", i)
-        printf "apiVersion: ironboot/v1\nkind: Hardware\nname: %s\ninterfaces:\n  - mac: %s\n    dhcp:\n      ip: %s\n      netmask: 255.0.0.0\n      gateway: 10.0.0.1\n      hostname: %s\n      name_servers: [10.0.0.1]\n---\n", name, mac, ip, name > (dir "/hardware.yaml")
-        print mac > (dir "/macs.txt")
-    }
-}'
-
-ip netns exec "$SRV_NS" "$WORK/bin/hardware-api" --store memory --listen "127.0.0.1:$REG_PORT" \
-    --tokens "write:$WTOK,read:$RTOK" >"$WORK/registry.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do ip netns exec "$SRV_NS" ss -ltn "sport = :$REG_PORT" | grep -q LISTEN && break; sleep 0.1; done
-ip netns exec "$SRV_NS" "$WORK/bin/hwctl" --registry "http://127.0.0.1:$REG_PORT" --registry-token "$WTOK" \
-    apply -f "$WORK/hardware.yaml" >"$WORK/apply.log" 2>&1 || die "hwctl apply failed: $(tail -3 "$WORK/apply.log")"
+BIN=$WORK/bin
+lab_bins "$SRC_BIN" "$BIN"
+lab_netns
+# The same machines as dhcp-bench.sh.
+lab_machines "$N" "$WORK"
+lab_registry "$N" "$WORK" "$WORK/lab"
 
 ip netns exec "$SRV_NS" valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
-    "$WORK/bin/dhcp-svc" --interface "$SRV_IF" --registry "http://127.0.0.1:$REG_PORT" --registry-token "$RTOK" \
+    "$BIN/dhcp-svc" --interface "$SRV_IF" --registry "http://127.0.0.1:$REG_PORT" --registry-token "$READ_TOKEN" \
     --admin-listen "$ADMIN" --workers "$WORKERS" >"$WORK/dhcp-svc.log" 2>&1 &
 SVC=$!
 PIDS=("$SVC" "${PIDS[@]}")
 for i in $(seq 1 1200); do
-    [[ $(ip netns exec "$SRV_NS" curl -s -o /dev/null -w '%{http_code}' "http://$ADMIN/healthz" || true) == 200 ]] && break
+    [[ $(in_srv curl -s -o /dev/null -w '%{http_code}' "http://$ADMIN/healthz" || true) == 200 ]] && break
     kill -0 "$SVC" 2>/dev/null || die "dhcp-svc exited: $(tail -5 "$WORK/dhcp-svc.log")"
     ((i < 1200)) || die "dhcp-svc not ready after 120 s"
     sleep 0.1
