@@ -90,7 +90,8 @@ impl<'a> Cursor<'a> {
         Some(field)
     }
 
-    /// Bytes up to (not including) the first of `stops`; at least one byte.
+    /// An SD-ID or PARAM-NAME: the text up to the next space, `=`, `]` or `"`, at least
+    /// one byte.
     fn name(&mut self) -> Option<&'a str> {
         let end = self.0.find([' ', '=', ']', '"']).unwrap_or(self.0.len());
         if end == 0 {
