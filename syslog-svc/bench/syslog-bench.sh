@@ -8,7 +8,7 @@
 # jsonf template with the same fields). Everything runs in a private network namespace
 # (10.78.0.1 = server, 10.78.0.2 = the registered sender), so nothing reaches the host's
 # network. Figures:
-#   - the load generator's own ceiling (sendmmsg into a socket nobody reads), pinned to
+#   - the load generator's own ceiling (UDP GSO sends into a socket nobody reads), pinned to
 #     the CPU it uses for every run (BENCH_LOADGEN_CPU, default the last one);
 #   - UDP best lossless rate: a search over paced rates, the same BENCH_STEP_COUNT
 #     messages at every step: up from 50,000/s by ×1.25 until a rate loses messages, then
@@ -154,7 +154,7 @@ warm ours $UDP_PORT "$OURS_OUT"; warm rsyslog $RS_UDP "$RS_OUT"
 grep -q '"machine":{' "$OURS_OUT" || { echo "syslog-svc did not attribute the sender" >&2; exit 1; }
 echo "kernel receive buffers (ss -m rb): syslog-svc $(ss -uamn "sport = :$UDP_PORT" | grep -o 'rb[0-9]*' | head -1)," \
   "rsyslog $(ss -uamn "sport = :$RS_UDP" | grep -o 'rb[0-9]*' | head -1) (asked for $RCVBUF)"
-echo "load generator alone (sendmmsg into an unread socket, CPU $LOADGEN_CPU): $(loadgen udp sink 1000000 max)"
+echo "load generator alone (GSO sends into an unread socket, CPU $LOADGEN_CPU): $(loadgen udp sink 1000000 max)"
 
 # One paced UDP trial of STEP_COUNT messages: prints "ok", "lost N" or "sender-limited"
 # (the load generator could not reach 95% of the rate: the rate was not actually tested).
