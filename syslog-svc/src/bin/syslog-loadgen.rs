@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
             // it). Without GSO (kernels before 4.18), one send per datagram.
             message(&mut buf, 0);
             let len = buf.len();
-            let gso = setsockopt(&sock, sockopt::UdpGsoSegment, &(len as libc::c_int)).is_ok();
+            let gso = setsockopt(&sock, sockopt::UdpGsoSegment, &(len as i32)).is_ok();
             let mut batch = Vec::with_capacity(SEND_BATCH * len);
             let mut seq = 0;
             while seq < count {
