@@ -10,11 +10,13 @@
 # network. Figures:
 #   - the load generator's own ceiling (UDP GSO sends into a socket nobody reads), pinned to
 #     the CPU it uses for every run (BENCH_LOADGEN_CPU, default the last one);
-#   - UDP best lossless rate: a search over paced rates, the same BENCH_STEP_COUNT
-#     messages at every step: up from 50,000/s by ×1.25 until a rate loses messages, then
-#     bisection between the last good and first bad rate down to 5 %. A rate passes when
-#     every message sent was written and the generator reached 95 % of it; a losing rate
-#     is retried once (a noisy trial is not the edge);
+#   - UDP best lossless rate: a search over paced rates, each step BENCH_STEP_COUNT
+#     messages or BENCH_STEP_SECS (default 3) seconds of them, whichever is more, so that
+#     queues (ours 65,536 messages, rsyslog's main queue 100,000, plus the kernel buffer)
+#     cannot pass a rate the server does not sustain: up from 50,000/s by ×1.25 until a
+#     rate loses messages, then bisection between the last good and first bad rate down
+#     to 5 %. A rate passes when every message sent was written and the generator
+#     reached 95 % of it; a losing rate is retried once (a noisy trial is not the edge);
 #   - UDP max: BENCH_MAX_COUNT messages unpaced — written/s and the share lost;
 #   - TCP: BENCH_MAX_COUNT messages on one octet-counted connection, written/s;
 #   - server CPU per message during the UDP max run.
@@ -22,7 +24,8 @@
 # forced past rmem_max: both run as root), printed as the kernel reports it (ss -m).
 # Output files are truncated before every trial (both open them O_APPEND), so counting
 # lines stays cheap; growth is watched by file size.
-# Environment: BENCH_STEP_COUNT (default 500000), BENCH_MAX_COUNT (default 400000),
+# Environment: BENCH_STEP_COUNT (default 500000), BENCH_STEP_SECS (default 3),
+# BENCH_MAX_COUNT (default 400000),
 # BENCH_RCVBUF, BENCH_LOADGEN_CPU, BENCH_BIN (directory of prebuilt syslog-svc,
 # syslog-loadgen, hardware-api, hwctl: skips the build).
 set -euo pipefail
@@ -61,6 +64,7 @@ trap cleanup EXIT
 
 MAX_COUNT=${BENCH_MAX_COUNT:-400000}
 STEP_COUNT=${BENCH_STEP_COUNT:-500000}
+STEP_SECS=${BENCH_STEP_SECS:-3}
 RCVBUF=${BENCH_RCVBUF:-8388608}
 LOADGEN_CPU=${BENCH_LOADGEN_CPU:-$(( $(nproc) - 1 ))}
 loadgen() { taskset -c "$LOADGEN_CPU" "$BIN/syslog-loadgen" "$@"; }
@@ -159,7 +163,7 @@ echo "load generator alone (GSO sends into an unread socket, CPU $LOADGEN_CPU): 
 # One paced UDP trial of STEP_COUNT messages: prints "ok", "lost N" or "sender-limited"
 # (the load generator could not reach 95% of the rate: the rate was not actually tested).
 udp_trial() { # port file rate
-  local count=$STEP_COUNT t0 res sent_rate d0 d1
+  local count=$(( $3 * STEP_SECS > STEP_COUNT ? $3 * STEP_SECS : STEP_COUNT )) t0 res sent_rate d0 d1
   : >"$2"; d0=$(kdrops "$1"); t0=$(date +%s.%N)
   sent_rate=$(loadgen udp "10.78.0.1:$1" "$count" "$3" 10.78.0.2 | sed -n 's/.*rate=\([0-9]*\).*/\1/p')
   res=$(wait_written "$2" 0 "$count" "$t0"); d1=$(kdrops "$1")
@@ -214,7 +218,7 @@ tcp_run() { # port file → "written_rate lost"
   awk -v g="$got" -v s="$secs" -v n="$MAX_COUNT" 'BEGIN{printf "%.0f %d", g/s, n-g}'
 }
 
-echo "UDP lossless rate search ($STEP_COUNT messages per rate)…" >&2
+echo "UDP lossless rate search (per rate $STEP_COUNT messages or $STEP_SECS s of them, whichever is more)…" >&2
 read -r OURS_BEST OURS_WHY <<<"$(best_lossless syslog-svc $UDP_PORT "$OURS_OUT")"
 read -r RS_BEST RS_WHY <<<"$(best_lossless rsyslog $RS_UDP "$RS_OUT")"
 echo "UDP max and TCP…" >&2
