@@ -6,6 +6,7 @@ use syslog_svc::Config;
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let _telemetry = ironboot_telemetry::init_logging(&config.log, "syslog-svc", "info");
+    ironboot_telemetry::warn_renamed_env::<Config>("SYSLOG_");
     if config.check_config {
         return ironboot_telemetry::check_config_exit(|| config.validate().map(|()| format!("{}\n", config.summary())).map_err(|e| e.to_string()));
     }

@@ -186,3 +186,51 @@ pub fn raise_fd_limit() {
         }
     }
 }
+
+/// Variables a service read under its old name before the `IRONBOOT_` prefix (dhcp-svc's
+/// `DHCP_*`, syslog-svc's `SYSLOG_*`): each old name still set while its new one is not,
+/// as `(old, new)`. `is_set` looks a name up (the process environment in
+/// [`warn_renamed_env`]).
+pub fn renamed_env_in_use<C: clap::CommandFactory>(old_prefix: &str, is_set: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    C::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env()?.to_str().map(str::to_owned))
+        .filter_map(|new| {
+            let old = new.strip_prefix("IRONBOOT_").filter(|o| o.starts_with(old_prefix))?.to_owned();
+            (is_set(&old) && !is_set(&new)).then_some((old, new))
+        })
+        .collect()
+}
+
+/// Warns (once per variable) about old environment names still set: an upgrade that
+/// kept them would otherwise run on defaults without a word.
+pub fn warn_renamed_env<C: clap::CommandFactory>(old_prefix: &str) {
+    for (old, new) in renamed_env_in_use::<C>(old_prefix, |name| std::env::var_os(name).is_some()) {
+        tracing::warn!("environment variable {old} is no longer read: it was renamed {new}");
+    }
+}
+
+#[cfg(test)]
+mod renamed_env_tests {
+    use super::renamed_env_in_use;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[arg(long, env = "IRONBOOT_DHCP_MODE", default_value = "reservation")]
+        _mode: String,
+        #[arg(long, env = "IRONBOOT_DHCP_PORT", default_value_t = 67)]
+        _port: u16,
+        #[arg(long, env = "IRONBOOT_REGISTRY", default_value = "")]
+        _registry: String,
+    }
+
+    #[test]
+    fn an_old_name_still_set_is_reported_with_its_new_name() {
+        let set = ["DHCP_MODE", "DHCP_PORT", "IRONBOOT_DHCP_PORT", "REGISTRY"];
+        let found = renamed_env_in_use::<Flags>("DHCP_", |n| set.contains(&n));
+        // DHCP_PORT: the new name is set too, so the new one is what counts and nothing is
+        // said; REGISTRY never had another name.
+        assert_eq!(found, vec![("DHCP_MODE".to_string(), "IRONBOOT_DHCP_MODE".to_string())]);
+        assert!(renamed_env_in_use::<Flags>("DHCP_", |_| false).is_empty());
+    }
+}
