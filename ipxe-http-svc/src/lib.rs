@@ -87,17 +87,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let listener = TcpListener::bind(settings.listen).await.map_err(|e| RunError::Bind(settings.listen, e))?;
     tracing::info!(listen = %listener.local_addr()?, assets = ?assets.as_ref().map(|a| a.path().to_path_buf()), "serving HTTP");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let shutdown = ironboot_telemetry::SharedShutdown::new(shutdown);
+    let stopped = || shutdown.wait();
     let reloader = catalogue.spawn_reloader(config.files.rescan_interval, stopped());
     let scripts = script_cache::ScriptCache::new(settings.script_cache_entries);
     let zero_copy = Arc::new(zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes, settings.zero_copy_dir.clone()));

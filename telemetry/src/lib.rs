@@ -128,6 +128,31 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// One shutdown future, awaited by several tasks (server, file reloader, admin
+/// listener): each [`SharedShutdown::wait`] resolves once the original has.
+#[derive(Clone)]
+pub struct SharedShutdown(tokio::sync::watch::Receiver<bool>);
+
+impl SharedShutdown {
+    /// Spawns the task that awaits `shutdown` (needs a runtime).
+    pub fn new(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        SharedShutdown(rx)
+    }
+
+    /// Resolves once shutdown has begun (at once if it already has).
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stopping| *stopping).await;
+        }
+    }
+}
+
 /// `--check-config`'s answer as the process's: the report and `configuration OK` on
 /// stdout, or what is wrong on stderr and a failing exit code.
 pub fn check_config_exit(check: impl FnOnce() -> Result<String, String>) -> std::process::ExitCode {

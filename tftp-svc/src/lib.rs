@@ -35,7 +35,6 @@ use std::sync::Arc;
 
 use bootfiles::Catalogue;
 use ironboot_proto::cache::{CacheConfig, HardwareCache};
-use tokio::sync::watch;
 
 pub use config::{Config, ConfigError, Settings};
 pub use server::Server;
@@ -71,17 +70,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         Some(HardwareCache::start(config.registry.connect_lazy()?, CacheConfig::default()))
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let shutdown = ironboot_telemetry::SharedShutdown::new(shutdown);
+    let stopped = || shutdown.wait();
 
     let server = Server::bind(settings, catalogue.clone(), cache.clone())?;
     for a in &server.local_addrs {
