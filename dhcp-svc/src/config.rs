@@ -63,10 +63,10 @@ pub struct Config {
     #[arg(long = "boot-file", env = "IRONBOOT_DHCP_BOOT_FILES", value_delimiter = ',')]
     pub boot_files: Vec<String>,
 
-    /// Worker threads per socket. One serves well over 15,000 DORA/s; a second worker
-    /// receives whatever the first leaves waiting, which undoes receive coalescing (CPU
-    /// per exchange at 8,000/s: 13.7 µs with 1, 25.9 µs with 2), so raise it only when one
-    /// core cannot keep up.
+    /// Worker threads per socket. One serves over 15,000 DORA/s; more share the socket,
+    /// so each takes what the others leave waiting, which undoes receive coalescing
+    /// (about twice the CPU per exchange, measured): raise it only when one core cannot
+    /// keep up.
     #[arg(long, env = "IRONBOOT_DHCP_WORKERS", default_value_t = 1)]
     pub workers: usize,
 
