@@ -88,12 +88,11 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     tracing::info!(listen = %listener.local_addr()?, assets = ?assets.as_ref().map(|a| a.path().to_path_buf()), "serving HTTP");
 
     let shutdown = ironboot_telemetry::SharedShutdown::new(shutdown);
-    let stopped = || shutdown.wait();
-    let reloader = catalogue.spawn_reloader(config.files.rescan_interval, stopped());
+    let reloader = catalogue.spawn_reloader(config.files.rescan_interval, shutdown.wait());
     let scripts = script_cache::ScriptCache::new(settings.script_cache_entries);
     let zero_copy = Arc::new(zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes, settings.zero_copy_dir.clone()));
     let svc = Arc::new(Service { settings, catalogue, cache: cache.clone(), templates, assets, scripts, zero_copy });
-    serve(listener, svc, stopped()).await?;
+    serve(listener, svc, shutdown.wait()).await?;
     let _ = reloader.await;
     cache.stop();
     tracing::info!("stopped");

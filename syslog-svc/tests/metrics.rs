@@ -6,11 +6,11 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use hardware_api::testing::TestRegistry;
-use ironboot_telemetry::metrics::testing::{Scrape, scrape, start_ready};
+use ironboot_telemetry::metrics::testing::{Scrape, scrape_once_counted, start_ready};
 
 #[test]
 fn received_parsed_dropped_and_cache_state() {
@@ -40,13 +40,8 @@ fn received_parsed_dropped_and_cache_state() {
         // From an address no machine is registered under.
         UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"<134>1 - stranger app - - - five", "127.0.0.1:5140").unwrap();
 
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while scrape(http).get("syslog_written_total", &[]) != Some(6.0) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // The writer adds `written` after a batch's other counts, but one scrape reads the
-        // counters one by one while the writer runs: scrape again once `written` is there.
-        let m: Scrape = scrape(http);
+        // The writer adds `written` after a batch's other counts.
+        let m: Scrape = scrape_once_counted(http, "syslog_written_total", &[], 6.0, Duration::from_secs(10)).await;
         let zero_if_absent = |name: &str, labels: &[(&str, &str)]| m.get(name, labels).unwrap_or(0.0);
         assert_eq!(m.value("syslog_received_total", &[("transport", "udp")]), 7.0);
         assert_eq!(m.value("syslog_received_total", &[("transport", "tcp")]), 0.0);

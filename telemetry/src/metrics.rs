@@ -253,6 +253,19 @@ pub mod testing {
         Scrape::parse(&body)
     }
 
+    /// Scrapes until `value` of series `name{labels}` reaches `want` (or `timeout`
+    /// passes), then once more, and returns that last scrape. A service adds the counter a
+    /// test waits on after the others of the same event, but one scrape reads the series
+    /// one by one while the service runs: only a scrape that starts after `want` was seen
+    /// shows every count of those events.
+    pub async fn scrape_once_counted(addr: SocketAddr, name: &str, labels: &[(&str, &str)], want: f64, timeout: Duration) -> Scrape {
+        let deadline = std::time::Instant::now() + timeout;
+        while scrape(addr).get(name, labels) != Some(want) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        scrape(addr)
+    }
+
     /// A service binary a test started; killed by PID and reaped when dropped.
     pub struct Running(pub std::process::Child);
 

@@ -71,7 +71,6 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     };
 
     let shutdown = ironboot_telemetry::SharedShutdown::new(shutdown);
-    let stopped = || shutdown.wait();
 
     let server = Server::bind(settings, catalogue.clone(), cache.clone())?;
     for a in &server.local_addrs {
@@ -83,13 +82,13 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         let ready: ironboot_telemetry::metrics::Ready = Arc::new(move || {
             !ready_cat.snapshot().files.is_empty() && ready_cache.as_ref().is_none_or(|c| c.is_synced())
         });
-        let local = ironboot_telemetry::metrics::serve_admin(addr, handle, ready, stopped())
+        let local = ironboot_telemetry::metrics::serve_admin(addr, handle, ready, shutdown.wait())
             .await
             .map_err(|e| RunError::Admin(e.to_string()))?;
         tracing::info!(listen = %local, "admin listener (/metrics, /healthz)");
     }
-    let reloader = catalogue.spawn_reloader(config.files.rescan_interval, stopped());
-    server.serve(stopped()).await;
+    let reloader = catalogue.spawn_reloader(config.files.rescan_interval, shutdown.wait());
+    server.serve(shutdown.wait()).await;
     let _ = reloader.await;
     if let Some(c) = cache {
         c.stop();

@@ -5,10 +5,10 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::stock;
-use ironboot_telemetry::metrics::testing::{scrape, start_ready};
+use ironboot_telemetry::metrics::testing::{scrape_once_counted, start_ready};
 use tftp_svc::client::{self, ClientError, ClientOptions};
 
 const MACHINES: &str = r#"
@@ -46,13 +46,8 @@ async fn transfers_bytes_refusals_and_cache_state() {
     assert!(matches!(refused, Err(ClientError::Tftp { code: 2, .. })), "allow_pxe: false must be refused: {refused:?}");
 
     // The server counts a transfer when it has seen the last ACK: give it a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while scrape(admin).get("tftp_transfers_total", &[("outcome", "completed")]) != Some(2.0) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The transfer is counted after its other figures, but one scrape reads the series one
-    // by one while transfers finish: scrape again once the count is there.
-    let m = scrape(admin);
+    // A transfer is counted after its other figures.
+    let m = scrape_once_counted(admin, "tftp_transfers_total", &[("outcome", "completed")], 2.0, Duration::from_secs(5)).await;
     let zero_if_absent = |name: &str, labels: &[(&str, &str)]| m.get(name, labels).unwrap_or(0.0);
     assert_eq!(m.value("tftp_transfers_total", &[("outcome", "completed")]), 2.0);
     assert_eq!(m.sum("tftp_transfers_total", &[]), 2.0, "no other outcome");
