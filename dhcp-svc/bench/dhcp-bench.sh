@@ -26,7 +26,7 @@
 #   BENCH_SERVERS  ["dhcp-svc:1 dhcp-svc:2 kea dnsmasq"]
 #   BENCH_SCALE    ["1000 100000"] extra registry sizes for dhcp-svc only ("" = skip)
 #   BENCH_SCALE_WORKERS [1]       dhcp-svc workers in the scale runs
-#   BENCH_FIXED_RATE [8000]  BENCH_FIXED_SECS [10]
+#   BENCH_FIXED_RATE [8000]  BENCH_FIXED_SECS [10]  BENCH_FIXED_RUNS [3] (CPU figure: the least)
 #   BENCH_RATES ["10000 15000 20000 25000 30000 35000 40000"]  BENCH_STEP_SECS [8]
 #   BENCH_PROFILE [1]             perf profile of dhcp-svc at the fixed rate
 #   BENCH_SEARCH [1]              0: fixed-rate run only (no max-rate search, no half-max run)
@@ -53,6 +53,7 @@ SCALE=${BENCH_SCALE-"1000 100000"}
 SCALE_WORKERS=${BENCH_SCALE_WORKERS:-1}
 FIXED_RATE=${BENCH_FIXED_RATE:-8000}
 FIXED_SECS=${BENCH_FIXED_SECS:-10}
+FIXED_RUNS=${BENCH_FIXED_RUNS:-3}
 RATES=${BENCH_RATES:-"10000 15000 20000 25000 30000 35000 40000"}
 STEP_SECS=${BENCH_STEP_SECS:-8}
 PROFILE=${BENCH_PROFILE:-1}
@@ -424,7 +425,16 @@ measure() {
     echo "  server PID $SERVER_PID ($(cat "/proc/$SERVER_PID/comm")), RSS ${rss0} MiB"
     # Warm-up: leases (Kea, dnsmasq) and caches see most MACs once before measuring.
     run_pd 4000 3 "$WORK/$label-warmup.out"
-    fixed_run "$label"
+    # CPU per exchange swings by 10-30 % between consecutive runs on this shared VM, and
+    # contention only ever adds to it: the least of several runs is the server's own cost
+    # (drops and delays are those of the last run).
+    local cpus=() i
+    for i in $(seq 1 "$FIXED_RUNS"); do
+        fixed_run "$label"
+        cpus+=("$FX_CPU_US")
+    done
+    FX_CPU_US=$(printf '%s\n' "${cpus[@]}" | sort -n | head -1)
+    ((FIXED_RUNS == 1)) || echo "  CPU per exchange over $FIXED_RUNS fixed runs: ${cpus[*]} us -> least $FX_CPU_US us"
     MX_RATE="" MX_ACHIEVED="" MX_LIMITED="" HF_RATE="" HF_RA_AVG="" HF_RA_MAX="" HF_DO_AVG="" HF_DO_MAX="" HF_P50="" HF_P99=""
     if [[ $SEARCH == 1 ]]; then
         echo "  max lossless rate search (< 1 % drops, ${STEP_SECS}s per rate):"
@@ -558,7 +568,11 @@ if [[ -n $SCALE ]]; then
         c1=$(get "$SCALE_LABEL@$first.cpu") c2=$(get "$SCALE_LABEL@$last.cpu")
         a1=$(get "$SCALE_LABEL@$first.ach") a2=$(get "$SCALE_LABEL@$last.ach")
         # "No slowdown": within 15 % on CPU per exchange and on max rate (run-to-run noise).
-        echo "  target no slowdown $first -> $last machines: CPU x$(ratio "$c2" "$c1"), max rate x$(ratio "$a2" "$a1") -> $(pass 'c2 <= c1 * 1.15 && a2 >= a1 * 0.85' c1="$c1" c2="$c2" a1="$a1" a2="$a2")"
+        if [[ $SEARCH == 1 ]]; then
+            echo "  target no slowdown $first -> $last machines: CPU x$(ratio "$c2" "$c1"), max rate x$(ratio "$a2" "$a1") -> $(pass 'c2 <= c1 * 1.15 && a2 >= a1 * 0.85' c1="$c1" c2="$c2" a1="$a1" a2="$a2")"
+        else
+            echo "  target no slowdown $first -> $last machines (CPU only: BENCH_SEARCH=0): CPU x$(ratio "$c2" "$c1") -> $(pass 'c2 <= c1 * 1.15' c1="$c1" c2="$c2")"
+        fi
     fi
 fi
 echo

@@ -12,6 +12,9 @@
 # Needs root, valgrind (callgrind_control, callgrind_annotate), perfdhcp, curl.
 # Environment: INSTR_MACHINES [10000] INSTR_RATE [200] INSTR_SECS [10] INSTR_WORKERS [1]
 #              INSTR_BUILD [1] INSTR_KEEP [0] INSTR_TOP [25] (functions listed, inclusive)
+#              INSTR_CACHE_SIM [0] 1 = also simulate the caches (callgrind --cache-sim, this
+#              machine's L1/LL sizes) and print data-cache misses per exchange: the cost
+#              that grows with the registry's size, which instruction counts do not show
 #              INSTR_BIN [target/release] where dhcp-svc, hardware-api and hwctl are taken from
 #              (e.g. a saved copy of an earlier build, for a before/after pair)
 set -euo pipefail
@@ -25,6 +28,7 @@ WORKERS=${INSTR_WORKERS:-1}
 BUILD=${INSTR_BUILD:-1}
 KEEP=${INSTR_KEEP:-0}
 TOP=${INSTR_TOP:-25}
+CACHE_SIM=${INSTR_CACHE_SIM:-0}
 SRC_BIN=${INSTR_BIN:-$ROOT/target/release}
 SRV_IP=10.89.0.1
 CLI_IP=10.89.0.2
@@ -69,7 +73,9 @@ lab_netns
 lab_machines "$N" "$WORK"
 lab_registry "$N" "$WORK" "$WORK/lab"
 
-ip netns exec "$SRV_NS" valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+SIM=()
+[[ $CACHE_SIM == 1 ]] && SIM=(--cache-sim=yes)
+ip netns exec "$SRV_NS" valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$WORK/callgrind.out" \
     "$BIN/dhcp-svc" --interface "$SRV_IF" --registry "http://127.0.0.1:$REG_PORT" --registry-token "$READ_TOKEN" \
     --admin-listen "$ADMIN" --workers "$WORKERS" >"$WORK/dhcp-svc.log" 2>&1 &
 SVC=$!
@@ -96,6 +102,14 @@ dump=$(ls -t "$WORK"/callgrind.out.* | head -1)
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
 echo "dhcp-svc ($N machines, $WORKERS worker(s)), perfdhcp ${RATE}/s x ${SECS}s: $offers OFFERs, $acks ACKs"
 awk -v t="$total" -v n="$exch" 'BEGIN { printf "instructions: %d total, %d per exchange (all threads)\n", t, (n > 0 ? t / n : 0) }'
+if [[ $CACHE_SIM == 1 ]]; then
+    # Events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw (callgrind's order with --cache-sim).
+    callgrind_annotate "$dump" 2>/dev/null | awk -v n="$exch" '
+        /^Events shown:/ { for (i = 3; i <= NF; i++) name[i - 2] = $i }
+        /PROGRAM TOTALS/ { k = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) { v = $i; gsub(",", "", v); e[name[++k]] = v } }
+        END { if (n > 0) printf "data cache misses per exchange: L1 %.1f, last level %.1f (reads %.1f, writes %.1f)\n",
+                  (e["D1mr"] + e["D1mw"]) / n, (e["DLmr"] + e["DLmw"]) / n, e["DLmr"] / n, e["DLmw"] / n }'
+fi
 echo "inclusive, per exchange (top $TOP):"
 callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | awk -v n="$exch" -v top="$TOP" '
     /^-+$/ { sep++; next }

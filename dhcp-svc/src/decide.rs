@@ -3,13 +3,14 @@
 //! calls: every RFC 2131 state and every boot case is table-tested here.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 
 use ironboot_proto::MacAddr;
 use ironboot_proto::pb::{Hardware, Interface};
 use ironboot_telemetry::trace::{TRACEPARENT_BYTES, TRACEPARENT_LEN, TraceParent};
 
 use crate::netboot::{BootAnswer, BootFiles, Client, Endpoints, boot_answer, classify};
-use crate::packet::{MessageType, Options, Reply, Request, code};
+use crate::packet::{MessageType, OptionList, Options, Reply, Request, code};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -122,28 +123,52 @@ fn in_net(ip: Ipv4Addr, net: Ipv4Addr, mask: Ipv4Addr) -> bool {
     u32::from(ip) & u32::from(mask) == u32::from(net) & u32::from(mask)
 }
 
-/// What a reservation takes from its record (and the settings): the address, its mask
-/// and the network options. The same for every packet until the record changes, so a
-/// caller may work it out once per record version and hand it to [`decide_with`].
+/// What a reservation takes from its record (and the settings): the address, its mask,
+/// the lease, whether the interface may netboot and the network options. The same for
+/// every packet until the record changes, so a caller may work it out once per record
+/// version and hand it to [`decide_with`]; an ordinary DHCP client's reply then reads
+/// nothing else of the record.
 #[derive(Clone, Debug)]
 pub struct Reservation {
     pub ip: Ipv4Addr,
     pub mask: Ipv4Addr,
-    pub network: Options,
+    /// Lease time in seconds: the record's, else the default; at least 60.
+    pub lease_secs: u32,
+    /// [`netboot_allowed`] for this interface.
+    pub netboot: bool,
+    pub network: OptionList,
 }
 
 impl Reservation {
     /// The reservation of `mac`'s interface in `hw`; None when it has none (no DHCP
     /// section, or an address or mask that does not parse) or no such interface.
     pub fn of(hw: &Hardware, mac: &MacAddr, s: &Settings) -> Option<Reservation> {
-        interface(hw, mac).and_then(|iface| Self::of_interface(iface, s))
+        interface(hw, mac).and_then(|iface| Self::of_interface(hw, iface, s))
     }
 
-    fn of_interface(iface: &Interface, s: &Settings) -> Option<Reservation> {
+    fn of_interface(hw: &Hardware, iface: &Interface, s: &Settings) -> Option<Reservation> {
         let d = iface.dhcp.as_ref()?;
         let ip: Ipv4Addr = d.ip.parse().ok()?;
         let mask: Ipv4Addr = d.netmask.parse().ok()?;
-        Some(Reservation { ip, mask, network: lease_options(iface, ip, mask, s) })
+        let lease_secs = Some(d.lease_time).filter(|l| *l > 0).unwrap_or(s.default_lease_secs).max(60);
+        let network = OptionList::from(&lease_options(iface, ip, mask, s));
+        Some(Reservation { ip, mask, lease_secs, netboot: netboot_allowed(hw, iface), network })
+    }
+}
+
+/// A registered MAC as the server answers it: its record and, in reservation mode, its
+/// [`Reservation`]. The registry cache keeps one per MAC and record version, so a packet
+/// finds both through one allocation.
+#[derive(Debug)]
+pub struct Known {
+    pub hw: Arc<Hardware>,
+    pub reservation: Option<Reservation>,
+}
+
+impl Known {
+    pub fn of(hw: Arc<Hardware>, mac: &MacAddr, s: &Settings) -> Known {
+        let reservation = if s.mode == Mode::Reservation { Reservation::of(&hw, mac, s) } else { None };
+        Known { hw, reservation }
     }
 }
 
@@ -152,32 +177,30 @@ pub fn decide(req: &Request<'_>, hw: Option<&Hardware>, at: &Arrival, s: &Settin
 }
 
 /// [`decide`], with the MAC's [`Reservation`] already worked out by the caller
-/// (`Some(Reservation::of(hw, mac, s).as_ref())`, possibly remembered from an earlier
-/// packet of the same record version); `None` works it out here.
+/// (`Some(Reservation::of(hw, mac, s).as_ref())`, which the registry cache keeps per
+/// record version); `None` works it out here.
 pub fn decide_with(req: &Request<'_>, hw: Option<&Hardware>, known: Option<Option<&Reservation>>, at: &Arrival, s: &Settings) -> Decision {
     let mac = MacAddr(req.chaddr);
     let Some(hw) = hw else { return Decision::Silent(Silence::UnknownMac) };
-    let Some(iface) = interface(hw, &mac) else { return Decision::Silent(Silence::UnknownMac) };
     let client = classify(req, &s.ipxe_user_classes);
-    match s.mode {
-        Mode::Reservation => {
-            let computed;
-            let r = match known {
-                Some(r) => r,
-                None => {
-                    computed = Reservation::of_interface(iface, s);
-                    computed.as_ref()
-                }
-            };
-            reservation(req, hw, iface, r, client, at, s)
+    let computed;
+    let r = match (s.mode, known) {
+        // Worked out for this very MAC: the record has its interface.
+        (Mode::Reservation, Some(r)) => r,
+        _ => {
+            let Some(iface) = interface(hw, &mac) else { return Decision::Silent(Silence::UnknownMac) };
+            if s.mode == Mode::Proxy {
+                return proxy(req, hw, iface, client, at, s);
+            }
+            computed = Reservation::of_interface(hw, iface, s);
+            computed.as_ref()
         }
-        Mode::Proxy => proxy(req, hw, iface, client, at, s),
-    }
+    };
+    reservation(req, hw, r, client, at, s)
 }
 
-fn reservation(req: &Request<'_>, hw: &Hardware, iface: &Interface, r: Option<&Reservation>, client: Client, at: &Arrival, s: &Settings) -> Decision {
+fn reservation(req: &Request<'_>, hw: &Hardware, r: Option<&Reservation>, client: Client, at: &Arrival, s: &Settings) -> Decision {
     use MessageType::*;
-    let dhcp = iface.dhcp.as_ref();
     let Some(r) = r else {
         return Decision::Silent(Silence::NoReservation);
     };
@@ -226,12 +249,17 @@ fn reservation(req: &Request<'_>, hw: &Hardware, iface: &Interface, r: Option<&R
     // Identity and lease first: what must survive a small option 57.
     reply.set(code::SERVER_ID, at.server_id.octets());
     if req.message_type != Inform {
-        let lease = dhcp.map(|d| d.lease_time).filter(|l| *l > 0).unwrap_or(s.default_lease_secs).max(60);
+        let lease = r.lease_secs;
         reply.set(code::LEASE_TIME, lease.to_be_bytes());
         reply.set(code::RENEWAL_T1, (lease / 2).to_be_bytes());
         reply.set(code::REBINDING_T2, (lease / 8 * 7).to_be_bytes());
     }
-    let boot = if netboot_allowed(hw, iface) { boot_options(&mut reply, req, client, iface, at, s) } else { None };
+    // Only a netboot client's reply reads the record itself (its boot overrides).
+    let boot = if r.netboot && client.is_netboot() {
+        interface(hw, &MacAddr(req.chaddr)).and_then(|iface| boot_options(&mut reply, req, client, iface, at, s))
+    } else {
+        None
+    };
     finish(&mut reply, req, &r.network);
     Decision::Reply { reply, client, boot }
 }
@@ -270,7 +298,7 @@ fn proxy(req: &Request<'_>, hw: &Hardware, iface: &Interface, client: Client, at
     }
     reply.set(code::SERVER_ID, at.server_id.octets());
     let boot = boot_options(&mut reply, req, client, iface, at, s);
-    finish(&mut reply, req, &Options::default());
+    finish(&mut reply, req, &OptionList::default());
     Decision::Reply { reply, client, boot }
 }
 
@@ -419,7 +447,7 @@ pub fn encode_domain_list(domains: &[String]) -> Vec<u8> {
 /// identity and lease, boot, then what the client asked for in its order (option 55),
 /// then, for clients that asked for nothing, the basic network set; echoes last.
 /// The essential options (identity, lease, boot) are already in `reply`.
-fn finish(reply: &mut Reply, req: &Request<'_>, network: &Options) {
+fn finish(reply: &mut Reply, req: &Request<'_>, network: &OptionList) {
     let prl = req.parameter_list();
     for c in prl {
         if let Some(v) = network.get(*c) {
@@ -527,10 +555,18 @@ mod tests {
         }
     }
 
+    /// The decision worked out from the record alone, checked to equal the server's path:
+    /// the [`Known`] the registry cache works out ahead for each of a record's MACs.
     fn run(mode: Mode, mt: MessageType, opts: &[(u8, &[u8])], h: Option<Hardware>, at: Arrival) -> Decision {
         let b = request_bytes(mt, MAC, opts);
         let r = Request::decode(&b).unwrap();
-        decide(&r, h.as_ref(), &at, &settings(mode))
+        let s = settings(mode);
+        let d = decide(&r, h.as_ref(), &at, &s);
+        if let Some(h) = h.filter(|h| interface(h, &MacAddr(MAC)).is_some()) {
+            let k = Known::of(Arc::new(h), &MacAddr(MAC), &s);
+            assert_eq!(decide_with(&r, Some(&k.hw), Some(k.reservation.as_ref()), &at, &s), d, "worked out ahead vs on the spot");
+        }
+        d
     }
 
     fn reply(d: &Decision) -> &Reply {

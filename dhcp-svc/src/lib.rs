@@ -8,17 +8,16 @@
 //!   option 57 and spills into `file`/`sname` with option overload);
 //! - [`netboot`]: which kind of client is asking and which binary or script it gets;
 //! - [`decide`]: RFC 2131 states and both modes as one pure function;
-//! - [`memo`]: a worker's worked-out reservations, per record version;
 //! - [`boot_trace`]: which trace a netboot packet belongs to (one per boot);
 //! - [`socket`]: UDP with `IP_PKTINFO` (ingress interface, reply source) and
 //!   `SO_BINDTODEVICE`;
 //! - [`seen`]: MACs that asked but are not registered, for the operator;
-//! - [`server`]: worker threads, the registry cache, metrics, shutdown.
+//! - [`server`]: worker threads, the registry cache (which keeps each MAC's reservation
+//!   worked out), metrics, shutdown.
 
 pub mod boot_trace;
 pub mod config;
 pub mod decide;
-pub mod memo;
 pub mod netboot;
 pub mod packet;
 pub mod seen;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use axum::routing::get;
 use ironboot_proto::MacAddr;
-use ironboot_proto::cache::{CacheConfig, HardwareCache};
+use ironboot_proto::cache::{CacheConfig, Derive, Derived, HardwareCache};
 use ironboot_proto::pb::Hardware;
 use ironboot_telemetry::TraceParent;
 use ironboot_telemetry::trace::continue_trace;
@@ -26,8 +26,7 @@ use metrics::{Counter, Histogram, counter, histogram};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::Config;
-use crate::decide::{Arrival, Decision, Mode, Route, Settings, Silence, decide_with, route};
-use crate::memo::ReservationMemo;
+use crate::decide::{Arrival, Decision, Known, Route, Settings, Silence, decide_with, route};
 use crate::boot_trace::BootTraces;
 use crate::netboot::{BootAnswer, Client, classify, client_arch};
 use crate::packet::{Request, SERVER_PORT};
@@ -56,7 +55,7 @@ struct Pending {
     client: Client,
     boot: Option<BootAnswer>,
     yiaddr: Ipv4Addr,
-    hw: Option<Arc<Hardware>>,
+    known: Option<Arc<Known>>,
 }
 
 struct Service {
@@ -142,7 +141,7 @@ impl Service {
 
     /// Decides and encodes the answer to one received datagram into `replies`; what is
     /// to be counted and logged once it is sent goes into `pending`, in the same order.
-    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received, memo: &mut ReservationMemo, replies: &mut SendBatch, pending: &mut Vec<Pending>) {
+    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received, replies: &mut SendBatch, pending: &mut Vec<Pending>) {
         let req = match Request::decode(data) {
             Ok(r) => r,
             Err(e) => {
@@ -152,8 +151,8 @@ impl Service {
             }
         };
         let mac = MacAddr(req.chaddr);
-        let hw = match self.cache.by_mac(&mac) {
-            Some(hw) => Some(hw),
+        let known = match self.cache.derived_by_mac(&mac).and_then(|d| d.downcast::<Known>().ok()) {
+            Some(k) => Some(k),
             None => {
                 let miss = Miss { data: data.to_vec(), rx: *rx, socket };
                 if self.miss_tx.try_send(miss).is_ok() {
@@ -164,7 +163,7 @@ impl Service {
             }
         };
         let Some(out) = replies.next_buf() else { return };
-        if let Some((p, dest)) = self.prepare(socket, &req, rx, hw, Some(memo), out) {
+        if let Some((p, dest)) = self.prepare(socket, &req, rx, known, out) {
             replies.push(dest);
             pending.push(p);
         }
@@ -172,7 +171,8 @@ impl Service {
 
     /// One request, start to end: decide, encode, send, account (the miss path).
     fn handle(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<Arc<Hardware>>, out: &mut Vec<u8>) {
-        if let Some((p, d)) = self.prepare(socket, req, rx, hw, None, out) {
+        let known = hw.map(|hw| Arc::new(Known::of(hw, &MacAddr(req.chaddr), &self.settings)));
+        if let Some((p, d)) = self.prepare(socket, req, rx, known, out) {
             let sent = self.sockets[socket].0.send(out, d.to, d.ifindex, d.src);
             self.after_send(p, sent);
         }
@@ -180,15 +180,14 @@ impl Service {
 
     /// Decides the answer to `req` and encodes it into `out`. Silence and encoding
     /// failures are counted and logged here; a reply to send comes back with where it
-    /// goes and what [`Service::after_send`] needs. `memo`: the worker's worked-out
-    /// reservations (None: work this one out afresh).
+    /// goes and what [`Service::after_send`] needs. `known`: the MAC's record and worked-out
+    /// reservation ([`known_macs`]), None for an unregistered MAC.
     fn prepare(
         &self,
         socket: usize,
         req: &Request<'_>,
         rx: &Received,
-        hw: Option<Arc<Hardware>>,
-        memo: Option<&mut ReservationMemo>,
+        known: Option<Arc<Known>>,
         out: &mut Vec<u8>,
     ) -> Option<(Pending, Dest)> {
         let pxe_port = self.sockets[socket].1;
@@ -199,21 +198,19 @@ impl Service {
             tracing::warn!(ifindex = rx.ifindex, "request on an interface without an IPv4 address and no --server-id: not answered");
             return None;
         };
-        let boot_span = self.boot_span(req, hw.as_deref());
+        let hw = known.as_ref().map(|k| &*k.hw);
+        let boot_span = self.boot_span(req, hw);
         at.trace = boot_span.as_ref().map(|(_, tp)| *tp);
         let span = boot_span.map(|(span, _)| span);
         let in_span = span.as_ref().map(|span| span.enter());
-        let known = match (memo, &hw) {
-            (Some(memo), Some(hw)) if self.settings.mode == Mode::Reservation => Some(memo.get(req.chaddr, hw, &self.settings)),
-            _ => None,
-        };
-        let decision = decide_with(req, hw.as_deref(), known, &at, &self.settings);
+        let reservation = known.as_ref().map(|k| k.reservation.as_ref());
+        let decision = decide_with(req, hw, reservation, &at, &self.settings);
         self.decision_seconds.record(started.elapsed().as_secs_f64());
         let mac = MacAddr(req.chaddr);
         let (reply, client, boot) = match decision {
             Decision::Silent(why) => {
                 self.counters.count(ty, why.label());
-                self.silent(req, rx, why, hw.as_deref());
+                self.silent(req, rx, why, hw);
                 return None;
             }
             Decision::Reply { reply, client, boot } => (reply, client, boot),
@@ -247,7 +244,7 @@ impl Service {
             client,
             boot,
             yiaddr: reply.yiaddr,
-            hw,
+            known,
         };
         Some((pending, Dest { to, ifindex, src }))
     }
@@ -266,14 +263,16 @@ impl Service {
         if let (Some(tp), Some(BootAnswer::TftpFile(_) | BootAnswer::HttpBinary(_) | BootAnswer::Script(_))) = (p.trace, &p.boot) {
             self.boot_traces.record(p.chaddr, p.xid, tp, Instant::now());
         }
-        let name = p.hw.as_deref().map(|h| h.name.as_str()).unwrap_or("");
+        // Read only by a log line that is written: an ordinary client's reply then never
+        // touches its record (cold memory in a large registry).
+        let name = || p.known.as_ref().map(|k| k.hw.name.as_str()).unwrap_or("");
         let answer = p.answer;
         match &p.boot {
             Some(BootAnswer::UnknownArch(a)) => {
-                tracing::warn!(%mac, machine = name, arch = a, "no iPXE binary for this architecture; answered without boot file")
+                tracing::warn!(%mac, machine = name(), arch = a, "no iPXE binary for this architecture; answered without boot file")
             }
-            Some(b) => tracing::info!(%mac, machine = name, client = p.client.label(), reply = answer, boot = ?b, yiaddr = %p.yiaddr, "netboot reply"),
-            None => tracing::debug!(%mac, machine = name, reply = answer, yiaddr = %p.yiaddr, "reply"),
+            Some(b) => tracing::info!(%mac, machine = name(), client = p.client.label(), reply = answer, boot = ?b, yiaddr = %p.yiaddr, "netboot reply"),
+            None => tracing::debug!(%mac, machine = name(), reply = answer, yiaddr = %p.yiaddr, "reply"),
         }
     }
 
@@ -363,24 +362,18 @@ impl Pacer {
     }
 }
 
-/// Reservations each worker remembers (direct-mapped by MAC; a slot holds one record
-/// version's parsed addresses and encoded options: a few hundred bytes when used,
-/// a pointer when empty).
-const MEMO_SLOTS: usize = 16384;
-
 fn worker(svc: Arc<Service>, socket: usize, mut pacer: Pacer) {
     let sock = svc.sockets[socket].0.clone();
     let mut batch = RecvBatch::default();
     let mut replies = SendBatch::default();
     let mut pending = Vec::with_capacity(crate::socket::BATCH);
-    let mut memo = ReservationMemo::new(MEMO_SLOTS);
     while !svc.stop.load(Ordering::Relaxed) {
         match sock.recv_batch(&mut batch) {
             Ok(n) => {
                 // Oversized datagrams are truncated by the kernel; the decoder bounds-
                 // checks every access, so at worst they are counted as malformed.
                 for (data, rx) in batch.iter() {
-                    svc.on_packet(socket, data, rx, &mut memo, &mut replies, &mut pending);
+                    svc.on_packet(socket, data, rx, &mut replies, &mut pending);
                 }
                 // One system call for the batch's replies, then each one's accounting.
                 let mut done = pending.drain(..);
@@ -398,6 +391,15 @@ fn worker(svc: Arc<Service>, socket: usize, mut pacer: Pacer) {
             }
         }
     }
+}
+
+/// Each MAC's [`Known`] (its record and, in reservation mode, the parsed addresses and
+/// encoded network options), worked out by the cache when a record version arrives: a
+/// boot storm's first DISCOVER per machine finds it ready instead of parsing and encoding
+/// cold memory, and reads little else (measured with `dhcp-instr.sh`, README).
+fn known_macs(settings: &Settings) -> Derive {
+    let s = settings.clone();
+    Arc::new(move |hw: &Arc<Hardware>, mac: &MacAddr| Arc::new(Known::of(hw.clone(), mac, &s)) as Derived)
 }
 
 /// Runs dhcp-svc until `shutdown` resolves.
@@ -428,7 +430,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // The recorder must exist before the counter handles below are registered.
     let handle = ironboot_telemetry::metrics::init_metrics();
     describe_metrics();
-    let cache = HardwareCache::start(client, CacheConfig::default());
+    let cache = HardwareCache::start_deriving(client, CacheConfig::default(), Some(known_macs(&settings)));
     let (miss_tx, mut miss_rx) = mpsc::channel::<Miss>(config.miss_queue.max(1));
     let svc = Arc::new(Service {
         mode: settings.mode.label(),

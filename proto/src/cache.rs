@@ -14,6 +14,7 @@
 //! time, and a MAC that was just looked up and not found is not asked again for a
 //! while, so a flood of unknown MACs costs no registry load.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -101,10 +102,29 @@ pub enum LookupError {
     Unavailable(String),
 }
 
+/// A value a service works out from one interface of a record (named by its MAC), kept
+/// beside the record in the cache.
+pub type Derived = Arc<dyn Any + Send + Sync>;
+
+/// How a service works its [`Derived`] value out. The cache calls it once per MAC and
+/// record version, when the version arrives (list, watch event or fallback lookup), so
+/// the work is off the request path: a boot storm's first packet per machine finds it
+/// done. The value may keep the record (a clone of the `Arc`), so that one lookup of
+/// [`HardwareCache::derived_by_mac`] reaches both through a single allocation.
+pub type Derive = Arc<dyn Fn(&Arc<Hardware>, &MacAddr) -> Derived + Send + Sync>;
+
+/// What the cache holds for one MAC: its record and, with a [`Derive`], the derived value.
+#[derive(Clone)]
+struct MacEntry {
+    hw: Arc<Hardware>,
+    derived: Option<Derived>,
+}
+
 #[derive(Default)]
 struct Index {
+    derive: Option<Derive>,
     by_id: HashMap<String, Arc<Hardware>>,
-    by_mac: HashMap<MacAddr, Arc<Hardware>>,
+    by_mac: HashMap<MacAddr, MacEntry>,
     by_ip: HashMap<Ipv4Addr, Arc<Hardware>>,
 }
 
@@ -119,6 +139,10 @@ fn ips(hw: &Hardware) -> impl Iterator<Item = Ipv4Addr> + '_ {
 }
 
 impl Index {
+    fn new(derive: Option<Derive>) -> Self {
+        Index { derive, ..Default::default() }
+    }
+
     /// Inserts unless the cache already holds the same record at a newer revision.
     fn upsert(&mut self, hw: Arc<Hardware>) {
         if let Some(old) = self.by_id.get(&hw.id) {
@@ -129,7 +153,8 @@ impl Index {
             self.unindex(&old);
         }
         for m in macs(&hw) {
-            self.by_mac.insert(m, hw.clone());
+            let derived = self.derive.as_ref().map(|d| d(&hw, &m));
+            self.by_mac.insert(m, MacEntry { hw: hw.clone(), derived });
         }
         for ip in ips(&hw) {
             self.by_ip.insert(ip, hw.clone());
@@ -151,7 +176,7 @@ impl Index {
     /// Drops index entries that still point at `old` (a newer record may own them now).
     fn unindex(&mut self, old: &Hardware) {
         for m in macs(old) {
-            if self.by_mac.get(&m).is_some_and(|h| h.id == old.id) {
+            if self.by_mac.get(&m).is_some_and(|e| e.hw.id == old.id) {
                 self.by_mac.remove(&m);
             }
         }
@@ -185,6 +210,7 @@ struct Inner {
     started: Instant,
     client: HardwareClient,
     config: CacheConfig,
+    derive: Option<Derive>,
     fallbacks: Semaphore,
     negative: Mutex<HashMap<Key, Instant>>,
     /// Until when fallbacks are not tried, after one failed.
@@ -202,9 +228,16 @@ impl HardwareCache {
     /// Creates the cache and starts syncing it in the background (on the current tokio
     /// runtime). Lookups work at once and return nothing until the first sync.
     pub fn start(client: HardwareClient, config: CacheConfig) -> Self {
+        Self::start_deriving(client, config, None)
+    }
+
+    /// [`HardwareCache::start`], keeping `derive`'s value for every MAC of every record
+    /// beside it ([`HardwareCache::derived_by_mac`]).
+    pub fn start_deriving(client: HardwareClient, config: CacheConfig, derive: Option<Derive>) -> Self {
         let (synced, _) = watch::channel(false);
         let inner = Arc::new(Inner {
-            state: RwLock::new(State { index: Index::default(), revision: 0, store_id: String::new() }),
+            state: RwLock::new(State { index: Index::new(derive.clone()), revision: 0, store_id: String::new() }),
+            derive,
             synced,
             connected: AtomicBool::new(false),
             last_contact: Mutex::new(None),
@@ -265,7 +298,13 @@ impl HardwareCache {
 
     /// The record that has an interface with this MAC.
     pub fn by_mac(&self, mac: &MacAddr) -> Option<Arc<Hardware>> {
-        self.read().index.by_mac.get(mac).cloned()
+        self.read().index.by_mac.get(mac).map(|e| e.hw.clone())
+    }
+
+    /// The value derived for this MAC (None when no record has it, or without a
+    /// [`Derive`]). Touches the map and the value only: not the record.
+    pub fn derived_by_mac(&self, mac: &MacAddr) -> Option<Derived> {
+        self.read().index.by_mac.get(mac).and_then(|e| e.derived.clone())
     }
 
     /// The record that has this reserved IPv4 address.
@@ -471,7 +510,7 @@ async fn sync_loop(inner: Arc<Inner>) {
 async fn relist(inner: &Inner) -> Result<(), String> {
     let mut client = inner.client.clone();
     let started = Instant::now();
-    let mut index = Index::default();
+    let mut index = Index::new(inner.derive.clone());
     let mut token = String::new();
     let mut first: Option<(u64, String)> = None;
     loop {
@@ -596,13 +635,41 @@ mod tests {
         // b took the MAC (rev 5) and the cache learned it before a's own change (rev 4).
         ix.upsert(hw("b", 5, "52:54:00:00:00:01", ""));
         ix.upsert(hw("a", 4, "52:54:00:00:00:02", ""));
-        assert_eq!(ix.by_mac[&mac("52:54:00:00:00:01")].id, "b");
+        assert_eq!(ix.by_mac[&mac("52:54:00:00:00:01")].hw.id, "b");
         ix.delete("a", 6);
-        assert_eq!(ix.by_mac[&mac("52:54:00:00:00:01")].id, "b");
+        assert_eq!(ix.by_mac[&mac("52:54:00:00:00:01")].hw.id, "b");
         assert!(!ix.by_mac.contains_key(&mac("52:54:00:00:00:02")));
         // A stale delete does not remove a newer record.
         ix.delete("b", 3);
         assert!(ix.by_id.contains_key("b"));
+    }
+
+    #[test]
+    fn derived_values_follow_each_record_version_per_mac() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = calls.clone();
+        let derive: Derive = Arc::new(move |hw: &Arc<Hardware>, m: &MacAddr| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Arc::new(format!("{}@{} for {m}", hw.id, hw.revision)) as Derived
+        });
+        let derived = |ix: &Index, m: &str| ix.by_mac.get(&mac(m)).and_then(|e| e.derived.as_ref()).and_then(|d| d.downcast_ref::<String>()).cloned();
+        let mut ix = Index::new(Some(derive));
+        let mut two = hw("a", 1, "52:54:00:00:00:01", "10.0.0.1");
+        Arc::make_mut(&mut two).interfaces.push(Interface { mac: "52-54-00-00-00-02".into(), dhcp: None, netboot: None });
+        ix.upsert(two);
+        assert_eq!(derived(&ix, "52:54:00:00:00:01").as_deref(), Some("a@1 for 52:54:00:00:00:01"));
+        assert_eq!(derived(&ix, "52:54:00:00:00:02").as_deref(), Some("a@1 for 52:54:00:00:00:02"));
+        // A stale version derives nothing; a newer one derives afresh and drops the MAC it lost.
+        ix.upsert(hw("a", 1, "52:54:00:00:00:03", ""));
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        ix.upsert(hw("a", 2, "52:54:00:00:00:01", "10.0.0.1"));
+        assert_eq!(derived(&ix, "52:54:00:00:00:01").as_deref(), Some("a@2 for 52:54:00:00:00:01"));
+        assert!(derived(&ix, "52:54:00:00:00:02").is_none());
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        // Without a derive the entry carries the record alone.
+        let mut plain = Index::default();
+        plain.upsert(hw("b", 1, "52:54:00:00:00:04", ""));
+        assert!(plain.by_mac[&mac("52:54:00:00:00:04")].derived.is_none());
     }
 
     #[test]
