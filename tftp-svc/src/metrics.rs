@@ -46,7 +46,7 @@ pub fn transfer_started() {
     metrics::gauge!(ACTIVE).increment(1.0);
 }
 
-pub fn transfer_finished(outcome: Outcome, elapsed: Duration, stats: &Stats, _blksize: u16) {
+pub fn transfer_finished(outcome: Outcome, elapsed: Duration, stats: &Stats) {
     metrics::gauge!(ACTIVE).decrement(1.0);
     if !outcome.is_success() {
         metrics::counter!(FAILED).increment(1);

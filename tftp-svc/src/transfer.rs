@@ -207,7 +207,7 @@ pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: w
         m::transfer_started();
         let outcome = drive(&shared, &mut sender, &tx, &mut rx, &file.data, &oack, &mut hard_stop).await;
         let elapsed = started.elapsed();
-        m::transfer_finished(outcome, elapsed, &sender.stats, neg.blksize);
+        m::transfer_finished(outcome, elapsed, &sender.stats);
         let traceparent = path.traceparent.filter(|t| t.is_valid()).map(|t| t.to_string());
         tracing::info!(
             outcome = outcome.as_str(),
