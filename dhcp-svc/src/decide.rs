@@ -179,12 +179,12 @@ pub fn decide(req: &Request<'_>, hw: Option<&Hardware>, at: &Arrival, s: &Settin
 /// [`decide`], with the MAC's [`Reservation`] already worked out by the caller
 /// (`Some(Reservation::of(hw, mac, s).as_ref())`, which the registry cache keeps per
 /// record version); `None` works it out here.
-pub fn decide_with(req: &Request<'_>, hw: Option<&Hardware>, known: Option<Option<&Reservation>>, at: &Arrival, s: &Settings) -> Decision {
+pub fn decide_with(req: &Request<'_>, hw: Option<&Hardware>, worked_out: Option<Option<&Reservation>>, at: &Arrival, s: &Settings) -> Decision {
     let mac = MacAddr(req.chaddr);
     let Some(hw) = hw else { return Decision::Silent(Silence::UnknownMac) };
     let client = classify(req, &s.ipxe_user_classes);
     let computed;
-    let r = match (s.mode, known) {
+    let r = match (s.mode, worked_out) {
         // Worked out for this very MAC: the record has its interface.
         (Mode::Reservation, Some(r)) => r,
         _ => {
