@@ -156,6 +156,27 @@ async fn unknown_mac_gets_nothing_and_is_listed_then_answered_once_registered() 
     assert!(!body.contains(&lab.client_mac), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_record_is_answered_with_its_new_reservation() {
+    // Reservations are worked out when a record version arrives (the cache's derive hook),
+    // not per packet: a change over the registry's watch must replace the old one.
+    let mut lab = Lab::new().await;
+    lab.registry.put_yaml(&machine("m1", &lab.client_mac, "10.77.0.10", "")).await;
+    lab.start_dhcp(&["--interface", "br0"]);
+    let env = lab.udhcpc(&[]).unwrap_or_else(|| panic!("no lease; log:\n{}", lab.log()));
+    assert_eq!(get(&env, "ip"), Some("10.77.0.10"));
+    lab.registry.put_yaml(&machine("m1", &lab.client_mac, "10.77.0.12", "")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ip = lab.udhcpc(&[]).and_then(|env| get(&env, "ip").map(str::to_string));
+        if ip.as_deref() == Some("10.77.0.12") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {ip:?} 10 s after the change; log:\n{}", lab.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn discover(mac: [u8; 6], giaddr: Ipv4Addr, opts: Vec<v4::DhcpOption>) -> Vec<u8> {
     let mut m = v4::Message::default();
     // Broadcast flag set, as OVMF's PXE client does: it has no address to receive on.
