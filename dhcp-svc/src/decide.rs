@@ -178,15 +178,17 @@ pub fn decide(req: &Request<'_>, hw: Option<&Hardware>, at: &Arrival, s: &Settin
 
 /// [`decide`], with the MAC's [`Reservation`] already worked out by the caller
 /// (`Some(Reservation::of(hw, mac, s).as_ref())`, which the registry cache keeps per
-/// record version); `None` works it out here.
+/// record version); `None` works it out here, and so does `Some(None)` (to tell a record
+/// without this MAC's interface from one without a reservation on it).
 pub fn decide_with(req: &Request<'_>, hw: Option<&Hardware>, worked_out: Option<Option<&Reservation>>, at: &Arrival, s: &Settings) -> Decision {
     let mac = MacAddr(req.chaddr);
     let Some(hw) = hw else { return Decision::Silent(Silence::UnknownMac) };
     let client = classify(req, &s.ipxe_user_classes);
     let computed;
     let r = match (s.mode, worked_out) {
-        // Worked out for this very MAC: the record has its interface.
-        (Mode::Reservation, Some(r)) => r,
+        // Worked out for this very MAC. Without one, look again below: "no such interface"
+        // (UnknownMac) and "no reservation on it" are different silences.
+        (Mode::Reservation, Some(Some(r))) => Some(r),
         _ => {
             let Some(iface) = interface(hw, &mac) else { return Decision::Silent(Silence::UnknownMac) };
             if s.mode == Mode::Proxy {
@@ -562,7 +564,7 @@ mod tests {
         let r = Request::decode(&b).unwrap();
         let s = settings(mode);
         let d = decide(&r, h.as_ref(), &at, &s);
-        if let Some(h) = h.filter(|h| interface(h, &MacAddr(MAC)).is_some()) {
+        if let Some(h) = h {
             let k = Known::of(Arc::new(h), &MacAddr(MAC), &s);
             assert_eq!(decide_with(&r, Some(&k.hw), Some(k.reservation.as_ref()), &at, &s), d, "worked out ahead vs on the spot");
         }
@@ -653,6 +655,10 @@ mod tests {
         let mut h = hw(None);
         h.interfaces[0].dhcp.as_mut().unwrap().ip.clear();
         assert_eq!(run(Mode::Reservation, MessageType::Discover, &[], Some(h), arrival()), Decision::Silent(Silence::NoReservation));
+        // A record without this MAC's interface: unknown, also when handed a worked-out "none".
+        let mut other = hw(None);
+        other.interfaces[0].mac = "52:54:00:00:00:99".into();
+        assert_eq!(run(Mode::Reservation, MessageType::Discover, &[], Some(other), arrival()), Decision::Silent(Silence::UnknownMac));
         let mut at = arrival();
         at.ingress_net = Some((Ipv4Addr::new(10, 9, 0, 0), Ipv4Addr::new(255, 255, 0, 0)));
         assert_eq!(run(Mode::Reservation, MessageType::Discover, &[], Some(hw(None)), at), Decision::Silent(Silence::WrongSubnet));
