@@ -2,7 +2,8 @@
 //! metrics and the admin endpoint.
 //!
 //! The fast path is a worker thread: `recvmmsg` → per datagram decode → cache lookup
-//! (a hash-map read) → decide → encode into the batch's reply slot; then one `sendmmsg`
+//! (a hash-map read of the MAC's [`Known`], worked out when its record arrived) → decide
+//! → encode into the batch's reply slot; then one `sendmmsg`
 //! for the batch's replies and, per reply, its counter, boot trace record and log line
 //! ([`Service::prepare`] before the send, [`Service::after_send`] after it). No async
 //! runtime, no allocation beyond the reply. Only a cache miss leaves it: the request is queued (bounded) for one
