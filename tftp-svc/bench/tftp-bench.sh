@@ -183,6 +183,19 @@ if [[ -n ${RTPRIO:-} ]]; then
   done
   PIN0="chrt -f $RTPRIO $PIN0"; PIN1="chrt -f $RTPRIO $PIN1"
 fi
+# The lockstep protocol pays one round trip between the two CPUs per window, so its time
+# follows this VM's cross-CPU latency, which moves with where the host puts the vCPUs
+# (measured: a cache line's round trip 65-100 ns or 460-770 ns, minutes apart). Printed
+# before and after the comparison, so each line can be read against it.
+probe() {
+  [[ -x $BIN/cpu-pair-probe ]] && (( $(nproc) >= 2 )) || return 0
+  $BIN/cpu-pair-probe | awk -v when="$1" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+    END { printf "cross-CPU round trip %s (cpu-pair-probe): cache line %d ns, UDP over loopback %.1f us\n", when, v["line_ns"], v["udp_ns"] / 1000 }'
+}
+# Servers in this comparison: ours, and async-tftp (in memory, windowsize) as a control
+# when it runs: a second TFTP server whose time moves with the same latency.
+SINGLE=(ours); [[ " $SERVERS " == *" async "* ]] && SINGLE+=(async)
+declare -A SINGLE_NAME=([ours]=tftp-svc [async]=async-tftp)
 for placement in "other CPU:$PIN1" "same CPU:$PIN0"; do
   label=${placement%%:*}; P=${placement#*:}
   ref_ms=""
@@ -195,12 +208,16 @@ for placement in "other CPU:$PIN1" "same CPU:$PIN0"; do
   # A polling client on the server's own CPU only takes the CPU from the server (and
   # under RTPRIO it starves it): no firmware shares a CPU with the server. Other CPU only.
   modes="block spin"; [[ $label == "same CPU" ]] && modes=block
-  for mode in $modes; do
-    extra=(); [[ $mode == spin ]] && extra=(--spin "$SPIN")
-    ms=$($P "$LOAD" "127.0.0.1:${PORT[ours]}" ipxe.efi -n "$REPS" --blksize 1468 --windowsize 8 "${extra[@]}" | sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p')
-    line+=" tftp-svc 1468/8 ($mode) $ms ms"
-    [[ -n $ref_ms ]] && line+=" = $(awk -v t="$ms" -v h="$ref_ms" 'BEGIN { printf "%.2f", t / h }')x"
-    line+=";"
+  if [[ $label == "other CPU" ]]; then probe before; fi
+  for s in "${SINGLE[@]}"; do
+    for mode in $modes; do
+      extra=(); [[ $mode == spin ]] && extra=(--spin "$SPIN")
+      ms=$($P "$LOAD" "127.0.0.1:${PORT[$s]}" ipxe.efi -n "$REPS" --blksize 1468 --windowsize 8 "${extra[@]}" | sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p')
+      line+=" ${SINGLE_NAME[$s]} 1468/8 ($mode) $ms ms"
+      [[ -n $ref_ms ]] && line+=" = $(awk -v t="$ms" -v h="$ref_ms" 'BEGIN { printf "%.2f", t / h }')x"
+      line+=";"
+    done
   done
   echo "$line (target <= 2x)"
+  if [[ $label == "other CPU" ]]; then probe after; fi
 done
