@@ -12,11 +12,13 @@
 //!   parsed and lexically confined.
 //! - [`gate`]: the registry's netboot rule (`disabled`, `allow_pxe = false`, unknown
 //!   clients) as a pure decision plus a cache-backed lookup.
+//! - [`memfd`]: sealed in-memory files, the source of both services' zero-copy sends.
 //! - [`args`]: the flags both services flatten.
 
 pub mod args;
 pub mod catalogue;
 pub mod gate;
+pub mod memfd;
 pub mod path;
 
 pub use args::CatalogueArgs;

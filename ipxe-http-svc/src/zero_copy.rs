@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -66,23 +66,7 @@ pub struct ZeroCopy {
 }
 
 fn memfd_with(data: &[u8]) -> std::io::Result<OwnedFd> {
-    use nix::libc;
-    let name = c"ipxe-http-svc-binary";
-    // SAFETY: a valid C string and flags; the returned descriptor is checked.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor we own.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut f = std::fs::File::from(owned);
-    f.write_all(data)?;
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
-    // SAFETY: fcntl on a descriptor we own.
-    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(OwnedFd::from(f))
+    bootfiles::memfd::sealed(c"ipxe-http-svc-binary", |w| w.write_all(data))
 }
 
 /// An unnamed (`O_TMPFILE`) file in `dir` holding `data`: on filesystems with large

@@ -83,6 +83,12 @@ pub struct Config {
     /// window that bounds a single fast transfer; 0 disables.
     #[arg(long, env = "IRONBOOT_TFTP_BUSY_POLL", value_parser = humantime::parse_duration, default_value = "200us")]
     pub busy_poll: Duration,
+    /// Bytes of memory for wire images: a served file laid out as its DATA packets for
+    /// one blksize, built on first use, from which each window goes out with one
+    /// `sendfile` instead of a copy (per-transfer ports only). Least recently used images
+    /// are dropped beyond this; 0 copies every window.
+    #[arg(long, env = "IRONBOOT_TFTP_ZERO_COPY_MAX_BYTES", default_value_t = 256 << 20)]
+    pub zero_copy_max_bytes: u64,
     /// Validate the configuration (flags, directories, registry settings), print a
     /// summary and exit 0, or exit 1 naming what is wrong.
     #[arg(long)]
@@ -129,6 +135,8 @@ pub struct Settings {
     pub workers: usize,
     /// How long a transfer polls for an ACK after a window (zero: never).
     pub busy_poll: Duration,
+    /// Budget of the wire images (zero: no zero-copy sends).
+    pub zero_copy_max_bytes: u64,
 }
 
 impl Config {
@@ -168,6 +176,7 @@ impl Config {
             socket_buffer: self.socket_buffer,
             workers: if self.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { self.workers },
             busy_poll: self.busy_poll,
+            zero_copy_max_bytes: self.zero_copy_max_bytes,
         })
     }
 

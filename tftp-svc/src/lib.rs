@@ -13,6 +13,8 @@
 //! - [`net`]: listener sockets with `IP_PKTINFO`, per-transfer sockets.
 //! - [`server`]: listeners, admission limits, single-port routing, shutdown.
 //! - [`transfer`]: one request from path check to outcome, with its log line and metrics.
+//! - [`wire_image`]: files laid out as DATA packets in sealed memfds, so a window is one
+//!   zero-copy `sendfile`.
 //! - [`client`]: a small TFTP client for tests and the benchmark (windowsize included,
 //!   which none of the packaged clients speak).
 //! - [`config`]: flags and validation.
@@ -30,6 +32,7 @@ pub mod packet;
 pub mod sender;
 pub mod server;
 pub mod transfer;
+pub mod wire_image;
 
 use std::sync::Arc;
 

@@ -22,6 +22,10 @@ pub const DROPPED_REQUESTS: &str = "tftp_requests_dropped_total";
 pub const DROPPED_PACKETS: &str = "tftp_packets_dropped_total";
 /// File bytes put on the wire, retransmissions included.
 pub const BYTES: &str = "tftp_bytes_sent_total";
+/// Of those, the bytes sent zero-copy from a wire image (`sendfile`).
+pub const ZERO_COPY_BYTES: &str = "tftp_zero_copy_bytes_sent_total";
+/// Bytes held in wire images (gauge).
+pub const WIRE_IMAGE_BYTES: &str = "tftp_wire_image_bytes";
 /// Blocks (and OACKs) sent again.
 pub const RETRANSMITS: &str = "tftp_retransmits_total";
 /// Duration of finished transfers, by `outcome`.
@@ -37,6 +41,8 @@ pub fn describe() {
     describe_counter!(DROPPED_REQUESTS, "TFTP requests not answered at all, by reason (busy, client_limit, duplicate, socket_error).");
     describe_counter!(DROPPED_PACKETS, "TFTP datagrams dropped, by reason.");
     describe_counter!(BYTES, Unit::Bytes, "File bytes sent over TFTP, retransmissions included.");
+    describe_counter!(ZERO_COPY_BYTES, Unit::Bytes, "File bytes sent zero-copy from a wire image (sendfile); part of tftp_bytes_sent_total.");
+    describe_gauge!(WIRE_IMAGE_BYTES, Unit::Bytes, "Bytes held in wire images (files laid out as DATA packets) for zero-copy sends.");
     describe_counter!(RETRANSMITS, "TFTP blocks (and OACKs) sent again after a timeout or duplicate ACK.");
     describe_histogram!(DURATION, Unit::Seconds, "Duration of finished TFTP transfers, by outcome.");
     bootfiles::Catalogue::describe_metrics();
@@ -73,4 +79,13 @@ pub fn packet_dropped(reason: &'static str) {
 /// profiles of fast transfers).
 pub fn bytes_sent_counter() -> metrics::Counter {
     metrics::counter!(BYTES)
+}
+
+/// The zero-copy share of it, likewise.
+pub fn zero_copy_bytes_counter() -> metrics::Counter {
+    metrics::counter!(ZERO_COPY_BYTES)
+}
+
+pub fn wire_image_bytes(total: u64) {
+    metrics::gauge!(WIRE_IMAGE_BYTES).set(total as f64);
 }

@@ -213,3 +213,22 @@ pub async fn send_connected(sock: &UdpSocket, parts: &[&[u8]]) -> io::Result<()>
     })
     .await
 }
+
+/// Sets the socket's UDP segment size (`UDP_SEGMENT`): every later send longer than
+/// `size` leaves as datagrams of `size` bytes (the last shorter). What lets one
+/// `sendfile` of a wire-image range be a whole window.
+pub fn set_segment_size(sock: &UdpSocket, size: u16) -> io::Result<()> {
+    socket::setsockopt(sock, sockopt::UdpGsoSegment, &i32::from(size)).map_err(io::Error::from)
+}
+
+/// Sends `len` bytes of `fd` from `offset` on a connected socket with `sendfile`: one
+/// datagram, or segments of the size [`set_segment_size`] set. Returns the bytes sent.
+pub async fn send_file_range(sock: &UdpSocket, fd: std::os::fd::RawFd, offset: u64, len: usize) -> io::Result<usize> {
+    sock.async_io(Interest::WRITABLE, || {
+        let mut off = offset as nix::libc::off_t;
+        // SAFETY: both descriptors are open for the duration of the call; `off` is ours.
+        let n = unsafe { nix::libc::sendfile(sock.as_raw_fd(), fd, &mut off, len) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    })
+    .await
+}

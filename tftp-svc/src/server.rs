@@ -29,6 +29,7 @@ use crate::metrics as m;
 use crate::net;
 use crate::packet::{self, ErrorCode, Packet};
 use crate::transfer::{self, Link, LinkRx, LinkTx, Request};
+use crate::wire_image::WireImages;
 
 /// Datagrams queued for one single-port transfer before more are dropped.
 const ROUTE_QUEUE: usize = 64;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub catalogue: Arc<Catalogue>,
     pub cache: Option<HardwareCache>,
     pub settings: Settings,
+    /// Wire images for zero-copy windows.
+    pub images: Arc<WireImages>,
     permits: Arc<Semaphore>,
     per_client: Mutex<HashMap<IpAddr, u32>>,
     /// Transfers in progress by (listener, client address): dedups retransmitted RRQs and,
@@ -123,6 +126,7 @@ impl Server {
         let shared = Arc::new(Shared {
             catalogue,
             cache,
+            images: WireImages::new(settings.zero_copy_max_bytes),
             permits: Arc::new(Semaphore::new(settings.max_transfers)),
             per_client: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),

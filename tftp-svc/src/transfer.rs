@@ -19,6 +19,7 @@ use crate::options::negotiate;
 use crate::packet::{self, ErrorCode, Lossy, Packet};
 use crate::sender::{Action, Sender};
 use crate::server::Shared;
+use crate::wire_image::{self, WireImage};
 
 /// How a transfer ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +100,47 @@ impl LinkTx {
             LinkTx::Shared { sock, peer, local_ip } => net::send_segments(sock, segments, Some((*peer, *local_ip))).await,
         }
     }
+
+    /// Whether windows can go out from a wire image: only from a per-transfer socket
+    /// (`sendfile` cannot address a reply from the shared one).
+    fn can_send_images(&self) -> bool {
+        matches!(self, LinkTx::Own(_))
+    }
+
+    /// Blocks `first..=last` (`len` bytes of packets) from the wire image, a `sendfile`
+    /// per batch of segments. The first call sets the socket's segment size to the
+    /// image's packet size; not before, because every later send on the socket is cut at
+    /// that size, and the OACK (longer than a small blksize's packet) must go out whole.
+    /// Windows start only after the OACK's ACK, and a transfer sends no other packet after.
+    async fn send_from_image(&self, image: &WireImage, segment_size_set: &mut bool, first: u64, len: u64) -> io::Result<()> {
+        let LinkTx::Own(sock) = self else { return Err(io::Error::from(io::ErrorKind::Unsupported)) };
+        if !*segment_size_set {
+            net::set_segment_size(sock, 4 + image.blksize)?;
+            *segment_size_set = true;
+        }
+        let seg = 4 + u64::from(image.blksize);
+        // At most 64 segments (UDP_MAX_SEGMENTS) and 14 pages per call, so that the range
+        // fits sendfile's 16-page pipe and goes out as one sendmsg.
+        let batch = (IMAGE_BATCH_BYTES / seg).clamp(1, 64) * seg;
+        let start = wire_image::block_offset(first, image.blksize);
+        let mut off = 0;
+        while off < len {
+            let n = batch.min(len - off) as usize;
+            let sent = net::send_file_range(sock, image.fd(), start + off, n).await?;
+            if sent < n {
+                // Not seen on Linux (a UDP send is whole or fails); the missing blocks are
+                // a loss the client's ACK and our timer recover from.
+                m::packet_dropped("short_send");
+                return Ok(());
+            }
+            off += n as u64;
+        }
+        Ok(())
+    }
 }
+
+/// Bytes of packets one zero-copy `sendfile` sends at most.
+const IMAGE_BATCH_BYTES: u64 = 14 * 4096;
 
 impl LinkRx {
     /// Non-blocking receives in a loop for up to `budget`, without the runtime: `None`
@@ -204,8 +245,9 @@ pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: w
         } else {
             Vec::new()
         };
+        let image = if tx.can_send_images() { shared.images.get(&shared.catalogue, &file, neg.blksize) } else { None };
         m::transfer_started();
-        let outcome = drive(&shared, &mut sender, &tx, &mut rx, &file.data, &oack, &mut hard_stop).await;
+        let outcome = drive(&shared, &mut sender, &tx, &mut rx, &file.data, image, &oack, &mut hard_stop).await;
         let elapsed = started.elapsed();
         m::transfer_finished(outcome, elapsed, &sender.stats);
         let traceparent = path.traceparent.filter(|t| t.is_valid()).map(|t| t.to_string());
@@ -255,8 +297,19 @@ fn fatal(e: &io::Error) -> bool {
 /// would only burn the budget per window).
 const POLL_MISSES_MAX: u32 = 3;
 
-/// The send/ack loop.
-async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, data: &Bytes, oack: &[u8], hard_stop: &mut watch::Receiver<bool>) -> Outcome {
+/// The send/ack loop. Windows go out from `image` when there is one, by copying from
+/// `data` otherwise (and from the first window the kernel refuses to send zero-copy on).
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    shared: &Shared,
+    sender: &mut Sender,
+    link: &LinkTx,
+    link_rx: &mut LinkRx,
+    data: &Bytes,
+    mut image: Option<Arc<WireImage>>,
+    oack: &[u8],
+    hard_stop: &mut watch::Receiver<bool>,
+) -> Outcome {
     let mut buf = vec![0u8; 2048];
     let mut window: Vec<([u8; 4], &[u8])> = Vec::new();
     let mut action = sender.start(Instant::now());
@@ -264,6 +317,8 @@ async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mu
     let budget = shared.settings.busy_poll;
     let mut poll_misses = 0u32;
     let bytes_sent = m::bytes_sent_counter();
+    let zero_copy_sent = m::zero_copy_bytes_counter();
+    let mut segment_size_set = false;
     loop {
         let mut sent = false;
         match action {
@@ -279,14 +334,32 @@ async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mu
                 sent = true;
             }
             Action::SendBlocks { first, last } => {
-                let mut bytes = 0u64;
-                window.clear();
-                for n in first..=last {
-                    let body = &data[sender.block_range(n)];
-                    bytes += body.len() as u64;
-                    window.push((packet::data_header(Sender::wire_block(n)), body));
+                let bytes = (sender.block_range(first).start..sender.block_range(last).end).len() as u64;
+                let mut result = None;
+                if let Some(img) = &image {
+                    match link.send_from_image(img, &mut segment_size_set, first, (last - first + 1) * 4 + bytes).await {
+                        Ok(()) => {
+                            zero_copy_sent.increment(bytes);
+                            result = Some(Ok(()));
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => result = Some(Err(e)),
+                        Err(e) => {
+                            tracing::info!(error = %e, "zero-copy send refused by the kernel; this transfer copies");
+                            image = None;
+                        }
+                    }
                 }
-                if let Err(e) = link.send_window(&window).await
+                let result = match result {
+                    Some(r) => r,
+                    None => {
+                        window.clear();
+                        for n in first..=last {
+                            window.push((packet::data_header(Sender::wire_block(n)), &data[sender.block_range(n)]));
+                        }
+                        link.send_window(&window).await
+                    }
+                };
+                if let Err(e) = result
                     && fatal(&e) {
                         return Outcome::IoError;
                     }

@@ -69,4 +69,30 @@ async fn transfers_bytes_refusals_and_cache_state() {
     assert!((0.0..5.0).contains(&staleness), "staleness {staleness} with 1 s bookmarks");
     assert!(m.value("bootfiles_files", &[]) >= 2.0);
     assert!(m.undescribed().is_empty(), "metrics without # HELP: {:?}", m.undescribed());
+
+    // Zero-copy windows: a file's first download at a blksize copies and has its wire
+    // image built (in the background, one at a time); later ones send from the image.
+    // Until one does, every download is copied, and all of them are byte-identical.
+    let ipxe = stock("ipxe.efi");
+    let o = ClientOptions { blksize: Some(1468), windowsize: Some(8), ..ClientOptions::default() };
+    let mut downloads = 0.0;
+    let mut zero_copy = 0.0;
+    for _ in 0..50 {
+        let d = client::get(udp, "ipxe.efi", &o).await.expect("ipxe.efi");
+        assert!(d.data == ipxe, "a download differs after {downloads} good ones");
+        downloads += 1.0;
+        let m = scrape_once_counted(admin, "tftp_transfers_total", &[("outcome", "completed")], 2.0 + downloads, Duration::from_secs(5)).await;
+        zero_copy = m.get("tftp_zero_copy_bytes_sent_total", &[]).unwrap_or(0.0);
+        if zero_copy > 0.0 {
+            let images = m.value("tftp_wire_image_bytes", &[]);
+            assert!(images >= tftp_svc::wire_image::image_len(ipxe.len() as u64, 1468) as f64, "the image is held: {images} bytes");
+            // Every byte was sent once, copied or not (loopback loses nothing).
+            let all = (a.data.len() + b.data.len()) as f64 + downloads * ipxe.len() as f64;
+            assert_eq!(m.value("tftp_bytes_sent_total", &[]), all);
+            assert_eq!(zero_copy, ipxe.len() as f64, "exactly the last download went out zero-copy");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(zero_copy > 0.0, "{downloads} downloads of ipxe.efi, none sent from its wire image");
 }
