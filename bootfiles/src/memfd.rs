@@ -34,7 +34,7 @@ pub fn sealed(name: &CStr, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Seek, SeekFrom};
 
     #[test]
     fn holds_what_was_written_and_refuses_writes() {
@@ -44,6 +44,8 @@ mod tests {
         })
         .unwrap();
         let mut f = std::fs::File::from(fd);
+        // Writing left the offset at the end; senders use explicit offsets.
+        f.seek(SeekFrom::Start(0)).unwrap();
         let mut got = Vec::new();
         f.read_to_end(&mut got).unwrap();
         assert_eq!(got.len(), 100_003);

@@ -196,28 +196,61 @@ probe() {
 # when it runs: a second TFTP server whose time moves with the same latency.
 SINGLE=(ours); [[ " $SERVERS " == *" async "* ]] && SINGLE+=(async)
 declare -A SINGLE_NAME=([ours]=tftp-svc [async]=async-tftp)
+# Interleaved: every round downloads from each HTTP server and for each TFTP series in
+# turn, so all series sample the same seconds of this VM (its cross-CPU latency, and
+# HTTP's time too, moves within minutes); each figure is the median over REPS rounds.
+# A round is the median of PER_ROUND downloads in one client process, each a whole
+# exchange (a new TCP connection with `Connection: close`; a new RRQ and port), so that
+# neither figure includes a client's start-up; tftp-load discards the data as curl
+# -o /dev/null does. `fresh curl` is one download per curl process, as an operator
+# timing `curl` sees it: ≈ 0.3 ms of curl's own start-up more than the warm figure.
+PER_ROUND=${PER_ROUND:-3}
+ms_of_curl() {
+  local args=(); for _ in $(seq "$PER_ROUND"); do args+=(-o /dev/null "$1"); done
+  $P curl -s -H 'Connection: close' -w '%{time_total}\n' "${args[@]}" | awk '{print $1 * 1000}' | median_ms
+}
+ms_of_fresh_curl() { $P curl -s -o /dev/null -w '%{time_total}\n' "$1" | awk '{print $1 * 1000}'; }
+ms_of_tftp() {  # a failed transfer is reported, not fatal: the round's median stands on the rest
+  local out
+  out=$($P "$LOAD" "127.0.0.1:${PORT[$1]}" ipxe.efi -n "$PER_ROUND" --discard --blksize 1468 --windowsize 8 "${@:2}" 2>&1) ||
+    echo "tftp-bench: $1 ${*:2}: a transfer failed: $(tr '\n' ' ' <<<"$out")" >&2
+  sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$out"
+}
 for placement in "other CPU:$PIN1" "same CPU:$PIN0"; do
   label=${placement%%:*}; P=${placement#*:}
-  ref_ms=""
-  line="single transfer, client on the $label, median of $REPS (load $(cut -d' ' -f1-3 /proc/loadavg)):"
-  for h in "${HTTP_NAMES[@]}"; do
-    ms=$(for _ in $(seq "$REPS"); do $P curl -s -o /dev/null -w '%{time_total}\n' "${HTTP[$h]}"; done | awk '{print $1 * 1000}' | median_ms)
-    line+=" HTTP $h $ms ms;"
-    ref_ms=${ref_ms:-$ms}
-  done
   # A polling client on the server's own CPU only takes the CPU from the server (and
   # under RTPRIO it starves it): no firmware shares a CPU with the server. Other CPU only.
   modes="block spin"; [[ $label == "same CPU" ]] && modes=block
+  series=(); for h in "${HTTP_NAMES[@]}"; do series+=("http:$h"); done
+  (( ${#HTTP_NAMES[@]} )) && series+=("fresh:${HTTP_NAMES[0]}")
+  for s in "${SINGLE[@]}"; do for mode in $modes; do series+=("tftp:$s:$mode"); done; done
+  declare -A SAMPLES=()
   if [[ $label == "other CPU" ]]; then probe before; fi
-  for s in "${SINGLE[@]}"; do
-    for mode in $modes; do
-      extra=(); [[ $mode == spin ]] && extra=(--spin "$SPIN")
-      ms=$($P "$LOAD" "127.0.0.1:${PORT[$s]}" ipxe.efi -n "$REPS" --blksize 1468 --windowsize 8 "${extra[@]}" | sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p')
-      line+=" ${SINGLE_NAME[$s]} 1468/8 ($mode) $ms ms"
-      [[ -n $ref_ms ]] && line+=" = $(awk -v t="$ms" -v h="$ref_ms" 'BEGIN { printf "%.2f", t / h }')x"
-      line+=";"
+  for _ in $(seq "$REPS"); do
+    for x in "${series[@]}"; do
+      case $x in
+        http:*) ms=$(ms_of_curl "${HTTP[${x#http:}]}") ;;
+        fresh:*) ms=$(ms_of_fresh_curl "${HTTP[${x#fresh:}]}") ;;
+        tftp:*:spin) s=${x#tftp:}; ms=$(ms_of_tftp "${s%:*}" --spin "$SPIN") ;;
+        tftp:*) s=${x#tftp:}; ms=$(ms_of_tftp "${s%:*}") ;;
+      esac
+      SAMPLES[$x]+="$ms "
     done
   done
+  line="single transfer, client on the $label, median of $REPS interleaved rounds of $PER_ROUND (load $(cut -d' ' -f1-3 /proc/loadavg)):"
+  ref_ms=""; fresh_ms=""
+  for x in "${series[@]}"; do
+    ms=$(tr ' ' '\n' <<<"${SAMPLES[$x]}" | grep . | median_ms)
+    case $x in
+      http:*) line+=" HTTP ${x#http:} $ms ms;"; ref_ms=${ref_ms:-$ms} ;;
+      fresh:*) line+=" HTTP ${x#fresh:} fresh curl $ms ms;"; fresh_ms=$ms ;;
+      tftp:*) s=${x#tftp:}; line+=" ${SINGLE_NAME[${s%:*}]} 1468/8 (${s#*:}) $ms ms"
+              [[ -n $ref_ms ]] && line+=" = $(awk -v t="$ms" -v h="$ref_ms" 'BEGIN { printf "%.2f", t / h }')x"
+              [[ -n $fresh_ms ]] && line+=" ($(awk -v t="$ms" -v h="$fresh_ms" 'BEGIN { printf "%.2f", t / h }')x fresh)"
+              line+=";" ;;
+    esac
+  done
+  unset SAMPLES
   echo "$line (target <= 2x)"
   if [[ $label == "other CPU" ]]; then probe after; fi
 done

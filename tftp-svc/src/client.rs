@@ -39,6 +39,10 @@ pub struct ClientOptions {
     /// NIC and never sleep. Blocks the runtime's thread while it polls, so it is meant for
     /// one download at a time on a CPU of its own (the benchmark's single transfer).
     pub spin: Option<Duration>,
+    /// Count the data without keeping it (`Download::data` stays empty), as `curl -o
+    /// /dev/null` does: a benchmark comparing the two then times the protocols, not one
+    /// client's writes into fresh memory.
+    pub discard: bool,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +59,7 @@ impl Default for ClientOptions {
             bind: None,
             progress: None,
             spin: None,
+            discard: false,
         }
     }
 }
@@ -62,7 +67,10 @@ impl Default for ClientOptions {
 /// A finished download.
 #[derive(Clone, Debug)]
 pub struct Download {
+    /// The file (empty with `discard`).
     pub data: Vec<u8>,
+    /// Bytes received, kept or not.
+    pub size: u64,
     /// Options the server acknowledged (empty without an OACK).
     pub oack: Vec<(String, String)>,
     /// The address and port the server answered from.
@@ -114,6 +122,7 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
     let mut buf = vec![0u8; 65536 + 4];
     let mut peer: Option<SocketAddr> = None;
     let mut data = Vec::new();
+    let mut size = 0u64;
     let mut oack = Vec::new();
     let mut blksize = 512usize;
     let mut window = 1u64;
@@ -175,7 +184,7 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
                 if o.probe_only {
                     let e = packet::encode_error(ErrorCode::OptionRefused, "size probe done");
                     sock.send_to(&e, to).await?;
-                    return Ok(Download { data, oack, server: to, retransmits, elapsed: started.elapsed() });
+                    return Ok(Download { data, size, oack, server: to, retransmits, elapsed: started.elapsed() });
                 }
                 last_sent = packet::encode_ack(0).to_vec();
                 sock.send_to(&last_sent, to).await?;
@@ -191,7 +200,10 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
                     if d.len() > blksize {
                         return Err(ClientError::Protocol(format!("block of {} bytes with blksize {blksize}", d.len())));
                     }
-                    data.extend_from_slice(d);
+                    if !o.discard {
+                        data.extend_from_slice(d);
+                    }
+                    size += d.len() as u64;
                     if let Some(p) = &o.progress {
                         p.fetch_add(d.len() as u64, Ordering::Relaxed);
                     }
@@ -205,7 +217,7 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
                         in_window = 0;
                     }
                     if last {
-                        return Ok(Download { data, oack, server: to, retransmits, elapsed: started.elapsed() });
+                        return Ok(Download { data, size, oack, server: to, retransmits, elapsed: started.elapsed() });
                     }
                 } else if gap_acked_at != Some(got) && block.wrapping_sub(expected) < 0x8000 {
                     // A gap: ask the sender to continue after the last block we have.

@@ -101,23 +101,17 @@ impl LinkTx {
         }
     }
 
-    /// Whether windows can go out from a wire image: only from a per-transfer socket
-    /// (`sendfile` cannot address a reply from the shared one).
-    fn can_send_images(&self) -> bool {
-        matches!(self, LinkTx::Own(_))
+    /// Whether windows of `blksize` can go out from a wire image: only from a
+    /// per-transfer socket (`sendfile` cannot address a reply from the shared one), and
+    /// only for packets that fit one `sendfile` batch (jumbo blksizes copy).
+    fn can_send_images(&self, blksize: u16) -> bool {
+        matches!(self, LinkTx::Own(_)) && 4 + u64::from(blksize) <= IMAGE_BATCH_BYTES
     }
 
     /// Blocks `first..=last` (`len` bytes of packets) from the wire image, a `sendfile`
-    /// per batch of segments. The first call sets the socket's segment size to the
-    /// image's packet size; not before, because every later send on the socket is cut at
-    /// that size, and the OACK (longer than a small blksize's packet) must go out whole.
-    /// Windows start only after the OACK's ACK, and a transfer sends no other packet after.
-    async fn send_from_image(&self, image: &WireImage, segment_size_set: &mut bool, first: u64, len: u64) -> io::Result<()> {
+    /// per batch of segments.
+    async fn send_from_image(&self, image: &WireImage, first: u64, len: u64) -> io::Result<()> {
         let LinkTx::Own(sock) = self else { return Err(io::Error::from(io::ErrorKind::Unsupported)) };
-        if !*segment_size_set {
-            net::set_segment_size(sock, 4 + image.blksize)?;
-            *segment_size_set = true;
-        }
         let seg = 4 + u64::from(image.blksize);
         // At most 64 segments (UDP_MAX_SEGMENTS) and 14 pages per call, so that the range
         // fits sendfile's 16-page pipe and goes out as one sendmsg.
@@ -136,6 +130,51 @@ impl LinkTx {
             off += n as u64;
         }
         Ok(())
+    }
+}
+
+/// How a transfer's windows go out: from its file's wire image while it has one, copied
+/// from the file otherwise.
+struct Windows<'a> {
+    data: &'a Bytes,
+    image: Option<Arc<WireImage>>,
+    /// The socket's segment size is the image's packet size. Set with the first window,
+    /// not before: every later send on the socket is cut at that size, and the OACK
+    /// (longer than a small blksize's packet) must go out whole. Windows start only after
+    /// the OACK's ACK, and a transfer sends no other packet after them.
+    segment_size_set: bool,
+    /// The copying path's (header, body) list, reused.
+    scratch: Vec<([u8; 4], &'a [u8])>,
+}
+
+impl<'a> Windows<'a> {
+    /// Sends blocks `first..=last` (`bytes` of file data). Returns whether they went out
+    /// zero-copy. A kernel refusal other than the client's closed port (which the caller
+    /// ends the transfer on) makes this and every later window of the transfer copy.
+    async fn send(&mut self, link: &LinkTx, sender: &Sender, first: u64, last: u64, bytes: u64) -> io::Result<bool> {
+        if let (Some(img), LinkTx::Own(sock)) = (&self.image, link) {
+            let mut r = Ok(());
+            if !self.segment_size_set {
+                r = net::set_segment_size(sock, 4 + img.blksize);
+                self.segment_size_set = r.is_ok();
+            }
+            if r.is_ok() {
+                r = link.send_from_image(img, first, (last - first + 1) * 4 + bytes).await;
+            }
+            match r {
+                Ok(()) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(e),
+                Err(e) => {
+                    tracing::info!(error = %e, "zero-copy send refused by the kernel; this transfer copies");
+                    self.image = None;
+                }
+            }
+        }
+        self.scratch.clear();
+        for n in first..=last {
+            self.scratch.push((packet::data_header(Sender::wire_block(n)), &self.data[sender.block_range(n)]));
+        }
+        link.send_window(&self.scratch).await.map(|()| false)
     }
 }
 
@@ -245,7 +284,7 @@ pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: w
         } else {
             Vec::new()
         };
-        let image = if tx.can_send_images() { shared.images.get(&shared.catalogue, &file, neg.blksize) } else { None };
+        let image = if tx.can_send_images(neg.blksize) { shared.images.get(&shared.catalogue, &file, neg.blksize) } else { None };
         m::transfer_started();
         let outcome = drive(&shared, &mut sender, &tx, &mut rx, &file.data, image, &oack, &mut hard_stop).await;
         let elapsed = started.elapsed();
@@ -306,19 +345,18 @@ async fn drive(
     link: &LinkTx,
     link_rx: &mut LinkRx,
     data: &Bytes,
-    mut image: Option<Arc<WireImage>>,
+    image: Option<Arc<WireImage>>,
     oack: &[u8],
     hard_stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let mut buf = vec![0u8; 2048];
-    let mut window: Vec<([u8; 4], &[u8])> = Vec::new();
+    let mut windows = Windows { data, image, segment_size_set: false, scratch: Vec::new() };
     let mut action = sender.start(Instant::now());
     let mut deadline = tokio::time::Instant::now();
     let budget = shared.settings.busy_poll;
     let mut poll_misses = 0u32;
     let bytes_sent = m::bytes_sent_counter();
     let zero_copy_sent = m::zero_copy_bytes_counter();
-    let mut segment_size_set = false;
     loop {
         let mut sent = false;
         match action {
@@ -335,34 +373,15 @@ async fn drive(
             }
             Action::SendBlocks { first, last } => {
                 let bytes = (sender.block_range(first).start..sender.block_range(last).end).len() as u64;
-                let mut result = None;
-                if let Some(img) = &image {
-                    match link.send_from_image(img, &mut segment_size_set, first, (last - first + 1) * 4 + bytes).await {
-                        Ok(()) => {
-                            zero_copy_sent.increment(bytes);
-                            result = Some(Ok(()));
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => result = Some(Err(e)),
-                        Err(e) => {
-                            tracing::info!(error = %e, "zero-copy send refused by the kernel; this transfer copies");
-                            image = None;
+                match windows.send(link, sender, first, last, bytes).await {
+                    Ok(true) => zero_copy_sent.increment(bytes),
+                    Ok(false) => {}
+                    Err(e) => {
+                        if fatal(&e) {
+                            return Outcome::IoError;
                         }
                     }
                 }
-                let result = match result {
-                    Some(r) => r,
-                    None => {
-                        window.clear();
-                        for n in first..=last {
-                            window.push((packet::data_header(Sender::wire_block(n)), &data[sender.block_range(n)]));
-                        }
-                        link.send_window(&window).await
-                    }
-                };
-                if let Err(e) = result
-                    && fatal(&e) {
-                        return Outcome::IoError;
-                    }
                 bytes_sent.increment(bytes);
                 deadline = tokio::time::Instant::now() + sender.rto();
                 sent = true;

@@ -94,13 +94,16 @@ pub struct WireImages {
     /// An image is being written (one at a time: a burst of new blksizes must not cost a
     /// file-sized buffer each).
     building: AtomicBool,
+    /// Writing one failed (no memfds here, e.g. a seccomp profile that forbids them):
+    /// no more attempts, every transfer copies.
+    failed: AtomicBool,
     uses: AtomicU64,
 }
 
 impl WireImages {
     /// `max_bytes` bounds all images together; 0 turns zero-copy sends off.
     pub fn new(max_bytes: u64) -> Arc<WireImages> {
-        Arc::new(WireImages { inner: Mutex::new(Inner::default()), max_bytes, building: AtomicBool::new(false), uses: AtomicU64::new(0) })
+        Arc::new(WireImages { inner: Mutex::new(Inner::default()), max_bytes, building: AtomicBool::new(false), failed: AtomicBool::new(false), uses: AtomicU64::new(0) })
     }
 
     /// Bytes held in images now.
@@ -139,7 +142,7 @@ impl WireImages {
                 return Some(img.clone());
             }
         }
-        if self.building.swap(true, Ordering::AcqRel) {
+        if self.failed.load(Ordering::Relaxed) || self.building.swap(true, Ordering::AcqRel) {
             return None;
         }
         let this = self.clone();
@@ -148,7 +151,10 @@ impl WireImages {
         let spawned = std::thread::Builder::new().name("tftp-wire-image".into()).spawn(move || {
             match bootfiles::memfd::sealed(c"tftp-svc-wire-image", |w| write_image(&data, blksize, w)) {
                 Ok(fd) => this.insert(key, WireImage { fd, blksize, len, _data: data, last_used: AtomicU64::new(0) }),
-                Err(e) => tracing::warn!(file = %name, blksize, error = %e, "cannot build the zero-copy image; sending by copy"),
+                Err(e) => {
+                    this.failed.store(true, Ordering::Relaxed);
+                    tracing::warn!(file = %name, blksize, error = %e, "cannot write a wire image; zero-copy sends are off, every window is copied");
+                }
             }
             this.building.store(false, Ordering::Release);
         });
@@ -259,9 +265,12 @@ mod tests {
         let images = WireImages::new(1 << 20);
         assert!(images.get(&cat, &file, 512).is_none(), "not built yet");
         let img = wait_built(&images, &cat, &file, 512);
-        let mut got = Vec::new();
-        std::io::Read::read_to_end(&mut std::fs::File::from(img.fd.try_clone().unwrap()), &mut got).unwrap();
-        assert_eq!(got, image(&file.data, 512));
+        // Read as sendfile does, by offset (the descriptor's own offset is at the end).
+        let want = image(&file.data, 512);
+        let mut got = vec![0u8; want.len() + 1];
+        let f = std::fs::File::from(img.fd.try_clone().unwrap());
+        let n = std::os::unix::fs::FileExt::read_at(&f, &mut got, 0).unwrap();
+        assert_eq!(&got[..n], &want[..]);
         assert_eq!(images.total_bytes(), image_len(5_000, 512));
     }
 

@@ -113,6 +113,23 @@ async fn every_option_and_combination() {
 }
 
 #[tokio::test]
+async fn jumbo_blksizes_and_windows_wider_than_one_zero_copy_send() {
+    // blksize 9000 × window 16 is 144 KB of packets: three sendfile batches per window
+    // once the wire image exists; 65464 does not fit a batch and is always copied.
+    let srv = TestServer::start(&["--max-blksize", "65464", "--max-windowsize", "16"], stock_catalogue(), None);
+    let want = stock("snponly.efi");
+    for blksize in [9000u16, 65464] {
+        for round in 0..20 {
+            let d = client::get(srv.addr, "snponly.efi", &opts(Some(blksize), Some(16))).await.unwrap_or_else(|e| panic!("{blksize} #{round}: {e}"));
+            assert!(d.data == want, "{blksize} #{round}: content differs");
+            assert_eq!(d.oack_value("blksize"), Some(blksize.to_string().as_str()));
+            // Give the image's writer a moment, so later rounds send from it.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test]
 async fn edge_sizes_and_rollover_with_windows() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("empty"), b"").unwrap();

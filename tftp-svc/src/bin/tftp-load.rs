@@ -56,6 +56,9 @@ struct Args {
     /// downloads (`-c 1`) on a CPU of their own.
     #[arg(long, value_parser = humantime::parse_duration)]
     spin: Option<Duration>,
+    /// Count the data without keeping it, as `curl -o /dev/null` does (not with --expect).
+    #[arg(long, conflicts_with = "expect")]
+    discard: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +99,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         bind: args.bind,
         progress: Some(progress.clone()),
         spin: args.spin,
+        discard: args.discard,
         ..ClientOptions::default()
     };
     let started = Instant::now();
@@ -115,7 +119,7 @@ async fn run(args: Args) -> std::process::ExitCode {
                     Ok(d) => {
                         let ok = expect.as_ref().is_none_or(|e| e.as_slice() == d.data.as_slice());
                         let neg = format!("{}/{}", d.oack_value("blksize").unwrap_or("512"), d.oack_value("windowsize").unwrap_or("1"));
-                        (ok, d.data.len() as u64, d.elapsed, d.retransmits, neg, if ok { String::new() } else { "content mismatch".into() }, Some(d.server))
+                        (ok, d.size, d.elapsed, d.retransmits, neg, if ok { String::new() } else { "content mismatch".into() }, Some(d.server))
                     }
                     Err(e) => (false, 0, Duration::ZERO, 0, String::new(), e.to_string(), None),
                 });
@@ -167,7 +171,7 @@ async fn run(args: Args) -> std::process::ExitCode {
         eprintln!("first failure: {err}");
     }
     println!(
-        "ok={ok} failed={failed} bytes={bytes} wall_s={:.3} mbps={:.2} p50_ms={:.1} p99_ms={:.1} client_retransmits={retrans} negotiated={negotiated} server={answered}",
+        "ok={ok} failed={failed} bytes={bytes} wall_s={:.3} mbps={:.2} p50_ms={:.2} p99_ms={:.2} client_retransmits={retrans} negotiated={negotiated} server={answered}",
         wall.as_secs_f64(),
         bytes as f64 / 1e6 / wall.as_secs_f64().max(1e-9),
         pct(0.5),
