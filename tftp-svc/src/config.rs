@@ -87,7 +87,7 @@ pub struct Config {
     /// one blksize, built on first use, from which each window goes out with one
     /// `sendfile` instead of a copy (per-transfer ports only). Least recently used images
     /// are dropped beyond this; 0 copies every window.
-    #[arg(long, env = "IRONBOOT_TFTP_ZERO_COPY_MAX_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "IRONBOOT_TFTP_ZERO_COPY_MAX_BYTES", default_value_t = 64 << 20)]
     pub zero_copy_max_bytes: u64,
     /// Validate the configuration (flags, directories, registry settings), print a
     /// summary and exit 0, or exit 1 naming what is wrong.
