@@ -148,6 +148,10 @@ struct Windows<'a> {
 }
 
 impl<'a> Windows<'a> {
+    fn new(data: &'a Bytes, image: Option<Arc<WireImage>>) -> Windows<'a> {
+        Windows { data, image, segment_size_set: false, scratch: Vec::new() }
+    }
+
     /// Sends blocks `first..=last` (`bytes` of file data). Returns whether they went out
     /// zero-copy. A kernel refusal other than the client's closed port (which the caller
     /// ends the transfer on) makes this and every later window of the transfer copy.
@@ -286,7 +290,7 @@ pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: w
         };
         let image = if tx.can_send_images(neg.blksize) { shared.images.get(&shared.catalogue, &file, neg.blksize) } else { None };
         m::transfer_started();
-        let outcome = drive(&shared, &mut sender, &tx, &mut rx, &file.data, image, &oack, &mut hard_stop).await;
+        let outcome = drive(&shared, &mut sender, &tx, &mut rx, Windows::new(&file.data, image), &oack, &mut hard_stop).await;
         let elapsed = started.elapsed();
         m::transfer_finished(outcome, elapsed, &sender.stats);
         let traceparent = path.traceparent.filter(|t| t.is_valid()).map(|t| t.to_string());
@@ -336,21 +340,9 @@ fn fatal(e: &io::Error) -> bool {
 /// would only burn the budget per window).
 const POLL_MISSES_MAX: u32 = 3;
 
-/// The send/ack loop. Windows go out from `image` when there is one, by copying from
-/// `data` otherwise (and from the first window the kernel refuses to send zero-copy on).
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    shared: &Shared,
-    sender: &mut Sender,
-    link: &LinkTx,
-    link_rx: &mut LinkRx,
-    data: &Bytes,
-    image: Option<Arc<WireImage>>,
-    oack: &[u8],
-    hard_stop: &mut watch::Receiver<bool>,
-) -> Outcome {
+/// The send/ack loop.
+async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, mut windows: Windows<'_>, oack: &[u8], hard_stop: &mut watch::Receiver<bool>) -> Outcome {
     let mut buf = vec![0u8; 2048];
-    let mut windows = Windows { data, image, segment_size_set: false, scratch: Vec::new() };
     let mut action = sender.start(Instant::now());
     let mut deadline = tokio::time::Instant::now();
     let budget = shared.settings.busy_poll;
@@ -376,11 +368,8 @@ async fn drive(
                 match windows.send(link, sender, first, last, bytes).await {
                     Ok(true) => zero_copy_sent.increment(bytes),
                     Ok(false) => {}
-                    Err(e) => {
-                        if fatal(&e) {
-                            return Outcome::IoError;
-                        }
-                    }
+                    Err(e) if fatal(&e) => return Outcome::IoError,
+                    Err(_) => {}
                 }
                 bytes_sent.increment(bytes);
                 deadline = tokio::time::Instant::now() + sender.rto();
