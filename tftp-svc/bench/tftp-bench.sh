@@ -4,7 +4,7 @@
 #
 #   tftp-svc/bench/tftp-bench.sh            # full matrix: 1/50/500 clients × blksize 512/1468 × windowsize 1/8
 #   CONC="1 50" WIN=8 tftp-svc/bench/tftp-bench.sh
-#   CONC= SERVERS=ours tftp-svc/bench/tftp-bench.sh   # only the single-transfer HTTP comparison
+#   CONC= SERVERS="ours async" tftp-svc/bench/tftp-bench.sh   # only the single-transfer HTTP comparison (async-tftp as control)
 #   OURS_ARGS="--busy-poll 0" ...                     # extra tftp-svc flags (A/B runs)
 #   RTPRIO=10 ...      # the single-transfer comparison under SCHED_FIFO (shared, loaded machine)
 #
@@ -185,7 +185,7 @@ if [[ -n ${RTPRIO:-} ]]; then
 fi
 # The lockstep protocol pays one round trip between the two CPUs per window, so its time
 # follows this VM's cross-CPU latency, which moves with where the host puts the vCPUs
-# (measured: a cache line's round trip 65-100 ns or 460-770 ns, minutes apart). Printed
+# (measured: a cache line's round trip 60-110 ns or 440-790 ns, seconds to minutes apart). Printed
 # before and after the comparison, so each line can be read against it.
 probe() {
   [[ -x $BIN/cpu-pair-probe ]] && (( $(nproc) >= 2 )) || return 0
