@@ -107,30 +107,6 @@ impl LinkTx {
     fn can_send_images(&self, blksize: u16) -> bool {
         matches!(self, LinkTx::Own(_)) && 4 + u64::from(blksize) <= IMAGE_BATCH_BYTES
     }
-
-    /// Blocks `first..=last` (`len` bytes of packets) from the wire image, a `sendfile`
-    /// per batch of segments.
-    async fn send_from_image(&self, image: &WireImage, first: u64, len: u64) -> io::Result<()> {
-        let LinkTx::Own(sock) = self else { return Err(io::Error::from(io::ErrorKind::Unsupported)) };
-        let seg = 4 + u64::from(image.blksize);
-        // At most 64 segments (UDP_MAX_SEGMENTS) and 14 pages per call, so that the range
-        // fits sendfile's 16-page pipe and goes out as one sendmsg.
-        let batch = (IMAGE_BATCH_BYTES / seg).clamp(1, 64) * seg;
-        let start = wire_image::block_offset(first, image.blksize);
-        let mut off = 0;
-        while off < len {
-            let n = batch.min(len - off) as usize;
-            let sent = net::send_file_range(sock, image.fd(), start + off, n).await?;
-            if sent < n {
-                // Not seen on Linux (a UDP send is whole or fails); the missing blocks are
-                // a loss the client's ACK and our timer recover from.
-                m::packet_dropped("short_send");
-                return Ok(());
-            }
-            off += n as u64;
-        }
-        Ok(())
-    }
 }
 
 /// How a transfer's windows go out: from its file's wire image while it has one, copied
@@ -163,7 +139,7 @@ impl<'a> Windows<'a> {
                 self.segment_size_set = r.is_ok();
             }
             if r.is_ok() {
-                r = link.send_from_image(img, first, (last - first + 1) * 4 + bytes).await;
+                r = send_from_image(sock, img, first, (last - first + 1) * 4 + bytes).await;
             }
             match r {
                 Ok(()) => return Ok(true),
@@ -180,6 +156,29 @@ impl<'a> Windows<'a> {
         }
         link.send_window(&self.scratch).await.map(|()| false)
     }
+}
+
+/// Blocks from `first` on (`len` bytes of packets) from the wire image, a `sendfile` per
+/// batch of segments.
+async fn send_from_image(sock: &UdpSocket, image: &WireImage, first: u64, len: u64) -> io::Result<()> {
+    let seg = 4 + u64::from(image.blksize);
+    // At most 64 segments (UDP_MAX_SEGMENTS) and 14 pages per call, so that the range
+    // fits sendfile's 16-page pipe and goes out as one sendmsg.
+    let batch = (IMAGE_BATCH_BYTES / seg).clamp(1, 64) * seg;
+    let start = wire_image::block_offset(first, image.blksize);
+    let mut off = 0;
+    while off < len {
+        let n = batch.min(len - off) as usize;
+        let sent = net::send_file_range(sock, image.fd(), start + off, n).await?;
+        if sent < n {
+            // Not seen on Linux (a UDP send is whole or fails); the missing blocks are a
+            // loss the client's ACK and our timer recover from.
+            m::packet_dropped("short_send");
+            return Ok(());
+        }
+        off += n as u64;
+    }
+    Ok(())
 }
 
 /// Bytes of packets one zero-copy `sendfile` sends at most.
