@@ -170,9 +170,12 @@ EOF
 fi
 # Client on the other CPU (as in the table), then on the servers' CPU: in this VM a
 # cross-CPU wake-up costs far more than the work of a round trip, and TFTP has one round
-# trip per window where HTTP streams. tftp-load twice: blocking in recv (a thread wake-up
-# per window), and --spin, polling the socket like firmware (UEFI and iPXE poll the NIC
-# and never sleep while they wait). Ratios against the first HTTP server listed.
+# trip per window where HTTP streams. tftp-load three ways: blocking in recv (a thread
+# wake-up per window); --spin, polling the socket like firmware (UEFI and iPXE poll the
+# NIC and never sleep while they wait), one receive per datagram; and gro, polling with
+# Linux UDP GRO, so a window sent as one GSO batch arrives in one receive, as TCP hands
+# curl 64 KB at a time (a server that sends datagram by datagram gains nothing from it:
+# async-tftp is the control). Ratios against the first HTTP server listed.
 SPIN=${SPIN:-20ms}
 REPS=${REPS:-20}
 # RTPRIO=N: servers and clients of this comparison run SCHED_FIFO N, so that other work on
@@ -220,7 +223,7 @@ for placement in "other CPU:$PIN1" "same CPU:$PIN0"; do
   label=${placement%%:*}; P=${placement#*:}
   # A polling client on the server's own CPU only takes the CPU from the server (and
   # under RTPRIO it starves it): no firmware shares a CPU with the server. Other CPU only.
-  modes="block spin"; [[ $label == "same CPU" ]] && modes=block
+  modes="block spin gro"; [[ $label == "same CPU" ]] && modes=block
   series=(); for h in "${HTTP_NAMES[@]}"; do series+=("http:$h"); done
   (( ${#HTTP_NAMES[@]} )) && series+=("fresh:${HTTP_NAMES[0]}")
   for s in "${SINGLE[@]}"; do for mode in $modes; do series+=("tftp:$s:$mode"); done; done
@@ -232,6 +235,7 @@ for placement in "other CPU:$PIN1" "same CPU:$PIN0"; do
         http:*) ms=$(ms_of_curl "${HTTP[${x#http:}]}") ;;
         fresh:*) ms=$(ms_of_fresh_curl "${HTTP[${x#fresh:}]}") ;;
         tftp:*:spin) s=${x#tftp:}; ms=$(ms_of_tftp "${s%:*}" --spin "$SPIN") ;;
+        tftp:*:gro) s=${x#tftp:}; ms=$(ms_of_tftp "${s%:*}" --spin "$SPIN" --gro) ;;
         tftp:*) s=${x#tftp:}; ms=$(ms_of_tftp "${s%:*}") ;;
       esac
       SAMPLES[$x]+="$ms "

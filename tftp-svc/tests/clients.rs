@@ -130,6 +130,35 @@ async fn jumbo_blksizes_and_windows_wider_than_one_zero_copy_send() {
 }
 
 #[tokio::test]
+async fn a_gro_client_splits_whole_windows_back_into_blocks() {
+    // With UDP GRO the client's kernel hands over a window's GSO send as one buffer; the
+    // client cuts it by the reported segment size. Short last blocks, an empty last
+    // block and windows wider than one send must all come out whole.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exact"), vec![7u8; 1468 * 8]).unwrap();
+    let srv = TestServer::start(&["--max-blksize", "9000", "--max-windowsize", "16"], stock_catalogue(), None);
+    let exact_srv = TestServer::start(&[], dir_catalogue(dir.path()), None);
+    let want = stock("snponly.efi");
+    for blksize in [8u16, 512, 1468, 9000] {
+        for windowsize in [1u16, 8, 16] {
+            for round in 0..2 {
+                let o = ClientOptions { gro: true, ..opts(Some(blksize), Some(windowsize)) };
+                let d = client::get(srv.addr, "snponly.efi", &o).await.unwrap_or_else(|e| panic!("{blksize}/{windowsize} #{round}: {e}"));
+                assert!(d.data == want, "{blksize}/{windowsize} #{round}: content differs");
+                let blocks = want.len() as u64 / blksize as u64 + 1;
+                if windowsize >= 8 {
+                    assert!(d.receives * 2 < blocks, "{blksize}/{windowsize}: {} receives for {blocks} blocks: nothing coalesced", d.receives);
+                }
+            }
+        }
+    }
+    // 8 full blocks and then the empty ninth, the last of a window on its own.
+    let o = ClientOptions { gro: true, ..opts(Some(1468), Some(4)) };
+    let d = client::get(exact_srv.addr, "exact", &o).await.unwrap();
+    assert_eq!(d.data, vec![7u8; 1468 * 8]);
+}
+
+#[tokio::test]
 async fn edge_sizes_and_rollover_with_windows() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("empty"), b"").unwrap();
