@@ -180,6 +180,11 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
         }
         let (range, from) = pending.next();
         match peer {
+            // The transfer's port is whoever answers first, so only an answer can set it:
+            // a stray packet (a server still sending to an earlier socket of this port
+            // number) would otherwise capture the transfer, and the real OACK would be
+            // refused as an unknown TID.
+            None if !is_first_answer(&buf[range.clone()]) => continue,
             None => peer = Some(from),
             Some(p) if p != from => {
                 let e = packet::encode_error(ErrorCode::UnknownTid, "unknown transfer id");
@@ -255,6 +260,17 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
             }
             Ok(_) | Err(_) => {}
         }
+    }
+}
+
+/// Whether a datagram can be the server's first answer to our RRQ: an OACK, an ERROR,
+/// or DATA block 1 of at most the default 512 bytes (a server that ignores options).
+/// The address it came from is not checked here: the tests assert it.
+fn is_first_answer(datagram: &[u8]) -> bool {
+    match packet::decode(datagram) {
+        Ok(Packet::Oack(_) | Packet::Error { .. }) => true,
+        Ok(Packet::Data { block, data }) => block == 1 && data.len() <= 512,
+        _ => false,
     }
 }
 
@@ -357,5 +373,57 @@ fn poll_recv(sock: &UdpSocket, buf: &mut [u8], budget: Duration, gro: bool) -> s
             return Ok(None);
         }
         std::hint::spin_loop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(block: u16, len: usize) -> Vec<u8> {
+        let mut p = packet::data_header(block).to_vec();
+        p.resize(4 + len, 0x42);
+        p
+    }
+
+    #[tokio::test]
+    async fn a_stray_packet_before_the_answer_does_not_capture_the_transfer() {
+        // A scripted server: the RRQ arrives, a stray DATA block 1 of 1,468 bytes (a
+        // server still sending to an earlier socket of the client's port) lands first,
+        // then the real transfer answers from a port of its own.
+        let listener = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let script = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let (_, client) = listener.recv_from(&mut buf).await.unwrap();
+            let stray = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            stray.send_to(&data(1, 1468), client).await.unwrap();
+            stray.send_to(&data(2, 1468), client).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let transfer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            transfer.send_to(&packet::encode_oack([("blksize", "1468".to_string())]), client).await.unwrap();
+            let (n, _) = transfer.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &packet::encode_ack(0));
+            transfer.send_to(&data(1, 100), client).await.unwrap();
+            let (n, _) = transfer.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &packet::encode_ack(1));
+            transfer.local_addr().unwrap()
+        });
+        let o = ClientOptions { blksize: Some(1468), ..ClientOptions::default() };
+        let d = get(server, "f", &o).await.expect("the stray packets are ignored");
+        assert_eq!(d.data, vec![0x42; 100]);
+        assert_eq!(d.server, script.await.unwrap());
+        assert_eq!(d.oack_value("blksize"), Some("1468"));
+    }
+
+    #[test]
+    fn first_answers() {
+        assert!(is_first_answer(&packet::encode_oack([("blksize", "1468".to_string())])));
+        assert!(is_first_answer(&packet::encode_error(ErrorCode::FileNotFound, "no")));
+        assert!(is_first_answer(&data(1, 512)));
+        assert!(!is_first_answer(&data(1, 513)), "blksize was not granted: no block can be longer");
+        assert!(!is_first_answer(&data(2, 10)));
+        assert!(!is_first_answer(&packet::encode_ack(0)));
+        assert!(!is_first_answer(b"\x00"));
     }
 }

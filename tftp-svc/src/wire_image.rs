@@ -150,7 +150,7 @@ impl WireImages {
         let name = file.name.clone();
         let spawned = std::thread::Builder::new().name("tftp-wire-image".into()).spawn(move || {
             match bootfiles::memfd::sealed(c"tftp-svc-wire-image", |w| write_image(&data, blksize, w)) {
-                Ok(fd) => this.insert(key, WireImage { fd, blksize, len, _data: data, last_used: AtomicU64::new(0) }),
+                Ok(fd) => this.insert(key, WireImage { fd, blksize, len, _data: data, last_used: AtomicU64::new(0) }, generation),
                 Err(e) => {
                     this.failed.store(true, Ordering::Relaxed);
                     tracing::warn!(file = %name, blksize, error = %e, "cannot write a wire image; zero-copy sends are off, every window is copied");
@@ -164,9 +164,16 @@ impl WireImages {
         None
     }
 
-    /// Adds an image, first dropping the least recently used ones it does not fit beside.
-    fn insert(&self, key: Key, img: WireImage) {
+    /// Adds an image written from the catalogue of `generation`, first dropping the least
+    /// recently used ones it does not fit beside. When the catalogue changed while it was
+    /// written, its file may be gone, and the pruning that would have dropped it has
+    /// already run: it is dropped instead (the next request writes it again if the file
+    /// is still served).
+    fn insert(&self, key: Key, img: WireImage, generation: u64) {
         let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
         while inner.total + img.len > self.max_bytes {
             let Some(oldest) = inner.images.iter().min_by_key(|(_, i)| i.last_used.load(Ordering::Relaxed)).map(|(k, _)| *k) else { break };
             if let Some(old) = inner.images.remove(&oldest) {
@@ -292,6 +299,25 @@ mod tests {
             assert!(images.get(&cat, &big, 512).is_none(), "larger than the whole budget");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn an_image_written_across_a_catalogue_change_is_not_kept() {
+        let (_d, cat) = catalogue_with(&[("a.efi", 3_000)]);
+        let file = cat.get("a.efi").unwrap();
+        let images = WireImages::new(1 << 20);
+        let generation = cat.snapshot().generation;
+        let written = || {
+            let fd = bootfiles::memfd::sealed(c"test-wire-image", |w| write_image(&file.data, 512, w)).unwrap();
+            WireImage { fd, blksize: 512, len: image_len(3_000, 512), _data: file.data.clone(), last_used: AtomicU64::new(0) }
+        };
+        let key = (file.data.as_ptr() as usize, file.data.len(), 512);
+        // The catalogue moved on (and its pruning ran) while the image was written.
+        images.lock().generation = generation + 1;
+        images.insert(key, written(), generation);
+        assert_eq!(images.total_bytes(), 0, "written from an older catalogue: dropped");
+        images.insert(key, written(), generation + 1);
+        assert_eq!(images.total_bytes(), image_len(3_000, 512));
     }
 
     #[test]
