@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Lab, SERVER_IP};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder, v4};
-use ironboot_telemetry::metrics::testing::{Scrape, scrape};
+use ironboot_testkit::metrics::{Scrape, scrape};
 
 fn message(mac: [u8; 6], xid: u32, ty: v4::MessageType, opts: Vec<v4::DhcpOption>) -> Vec<u8> {
     let mut m = v4::Message::default();

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Lab, Netns, Proc, SERVER_IP, get, http_get, metric_sum, sh};
+use common::{Lab, Proc, SERVER_IP, get, http_get, metric_sum, sh};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder, v4};
 
 /// A boot file name or URL without the trace context dhcp-svc hands netboot clients
@@ -280,7 +280,7 @@ async fn proxy_mode_beside_dnsmasq() {
     let mac = lab.client_mac.clone();
     lab.registry.put_yaml(&machine("m1", &mac, "10.77.0.10", "")).await;
     // dnsmasq hands out addresses from its own namespace on the same LAN.
-    let dns = Netns::new("d", lab.id);
+    let dns = common::netns("d", lab.id);
     let dns_if = format!("ibd{}", lab.id);
     lab.attach(&dns, &dns_if, None, Some("10.77.0.3/24"));
     let mut cmd = dns.cmd("dnsmasq");

@@ -6,7 +6,8 @@ mod common;
 
 use common::{READ_TOKEN, Registry, WRITE_TOKEN};
 use ironboot_proto::pb::{CreateHardwareRequest, Dhcp, GetHardwareRequest, Hardware, Interface, ListHardwareRequest, get_hardware_request};
-use ironboot_telemetry::metrics::testing::{http_get, scrape};
+use ironboot_testkit::http_get;
+use ironboot_testkit::metrics::scrape;
 use tonic::Code;
 
 fn machine(name: &str, mac: &str, ip: &str) -> Hardware {

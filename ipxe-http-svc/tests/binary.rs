@@ -3,22 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Kills the child by PID if the test ends before it exited.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use ironboot_testkit::Proc;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -82,7 +71,7 @@ async fn serves_from_environment_and_stops_on_sigterm() {
         .spawn()
         .expect("start ipxe-http-svc");
     let pid = child.id();
-    let mut guard = ChildGuard(Some(child));
+    let mut guard = Proc::adopt(child, "ipxe-http-svc");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -101,7 +90,7 @@ async fn serves_from_environment_and_stops_on_sigterm() {
 
     // SAFETY: a signal to the child this test started, by its PID.
     assert_eq!(unsafe { nix::libc::kill(pid as i32, nix::libc::SIGTERM) }, 0, "SIGTERM");
-    let mut child = guard.0.take().expect("child");
+    let child = &mut guard.child;
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {

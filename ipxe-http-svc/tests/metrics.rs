@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ironboot_telemetry::metrics::testing::{scrape, start_ready};
+use ironboot_testkit::metrics::{scrape, start_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_scripts_binaries_and_cache_state() {

@@ -7,79 +7,48 @@
 
 mod common;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use common::*;
+use ironboot_testkit::{Netns, require_root, unique_tag};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace, deleted on drop (also when the test fails).
-struct Netns {
-    name: String,
+/// A namespace with the service's address (10.77.0.1) and three machines' addresses
+/// on its loopback.
+fn lab_netns() -> Netns {
+    require_root();
+    let ns = Netns::new(format!("ihs{}", unique_tag()));
+    for a in ["10.77.0.1/32", "10.42.0.10/32", "10.42.0.11/32", "10.42.0.99/32"] {
+        ns.ip(&["addr", "add", a, "dev", "lo"]);
+    }
+    ns
 }
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("`ip` (Debian package iproute2) is needed for this test");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+/// A listening socket created inside the namespace (it stays in it).
+fn listen(ns: &Netns, addr: &str) -> std::net::TcpListener {
+    ns.enter(|| {
+        let l = std::net::TcpListener::bind(addr).expect("bind in netns");
+        l.set_nonblocking(true).expect("nonblocking");
+        l
+    })
 }
 
-impl Netns {
-    fn new() -> Netns {
-        assert!(
-            // SAFETY: geteuid has no preconditions.
-            unsafe { nix::libc::geteuid() } == 0,
-            "this test creates a network namespace and needs root (run the suite as root, as CI does)"
-        );
-        let name = format!("ihs{}n{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        for a in ["10.77.0.1/32", "10.42.0.10/32", "10.42.0.11/32", "10.42.0.99/32"] {
-            ip(&["-n", &ns.name, "addr", "add", a, "dev", "lo"]);
-        }
-        ns
-    }
-
-    /// A listening socket created inside the namespace (a thread enters it; the socket
-    /// stays in it).
-    fn listen(&self, addr: &str) -> std::net::TcpListener {
-        let path = format!("/run/netns/{}", self.name);
-        let addr = addr.to_string();
-        std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).expect("netns file");
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let l = std::net::TcpListener::bind(&addr).expect("bind in netns");
-            l.set_nonblocking(true).expect("nonblocking");
-            l
-        })
-        .join()
-        .expect("netns thread")
-    }
-
-    fn curl(&self, from: &str, url: &str) -> (u16, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "curl", "-sS", "--max-time", "10", "--interface", from])
-            .args(["-w", "\n%{http_code}", url])
-            .output()
-            .expect("curl (Debian package curl) is needed for this test");
-        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').expect("status line");
-        (code.trim().parse().expect("status"), body.to_string())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
-    }
+/// curl inside the namespace from the source address `from`: status and body.
+fn curl(ns: &Netns, from: &str, url: &str, extra: &[&str]) -> (u16, String) {
+    let out = ns
+        .cmd("curl")
+        .args(["-sS", "--max-time", "10", "--interface", from])
+        .args(extra)
+        .args(["-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl (Debian package curl) is needed for this test");
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("status"), body.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_ipxe_by_source_address_without_a_proxy() {
-    let ns = Netns::new();
-    let listener = tokio::net::TcpListener::from_std(ns.listen("10.77.0.1:0")).expect("tokio listener");
+    let ns = lab_netns();
+    let listener = tokio::net::TcpListener::from_std(listen(&ns, "10.77.0.1:0")).expect("tokio listener");
     let port = listener.local_addr().unwrap().port();
     let reg = registry_with_machines().await;
     let (e, t) = (reg.endpoint.clone(), reg.read_token.clone());
@@ -88,7 +57,7 @@ async fn auto_ipxe_by_source_address_without_a_proxy() {
     let ns_ref = &ns;
     let fetch = |from: &'static str| {
         let url = url.clone();
-        async move { tokio::task::block_in_place(|| ns_ref.curl(from, &url)) }
+        async move { tokio::task::block_in_place(|| curl(ns_ref, from, &url, &[])) }
     };
 
     let (code, body) = fetch("10.42.0.10").await;
@@ -106,14 +75,8 @@ async fn auto_ipxe_by_source_address_without_a_proxy() {
     assert!(body.contains("no machine with address 10.42.0.99"), "{body}");
 
     // A forged X-Forwarded-For from an untrusted client changes nothing.
-    let out = tokio::task::block_in_place(|| {
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name, "curl", "-sS", "--max-time", "10", "--interface", "10.42.0.99"])
-            .args(["-H", "X-Forwarded-For: 10.42.0.10", &url])
-            .output()
-            .expect("curl")
-    });
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no machine with address 10.42.0.99"));
+    let (_, body) = tokio::task::block_in_place(|| curl(&ns, "10.42.0.99", &url, &["-H", "X-Forwarded-For: 10.42.0.10"]));
+    assert!(body.contains("no machine with address 10.42.0.99"), "{body}");
 
     // Binaries gate on the source address as well.
     let (code, _) = fetch_binary(&ns, "10.42.0.11", port);
@@ -123,5 +86,5 @@ async fn auto_ipxe_by_source_address_without_a_proxy() {
 }
 
 fn fetch_binary(ns: &Netns, from: &str, port: u16) -> (u16, String) {
-    tokio::task::block_in_place(|| ns.curl(from, &format!("http://10.77.0.1:{port}/ipxe/undionly.kpxe")))
+    tokio::task::block_in_place(|| curl(ns, from, &format!("http://10.77.0.1:{port}/ipxe/undionly.kpxe"), &[]))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use hardware_api::testing::TestRegistry;
-use ironboot_telemetry::metrics::testing::{Scrape, scrape_once_counted, start_ready};
+use ironboot_testkit::metrics::{Scrape, scrape_once_counted, start_ready};
 
 #[test]
 fn received_parsed_dropped_and_cache_state() {

@@ -19,7 +19,7 @@ fn logger(args: &[&str]) {
 
 #[test]
 fn logger_udp_and_tcp_in_both_formats() {
-    need("logger", "bsdutils (util-linux)");
+    need("logger");
     private_network(&["10.77.0.2"]);
     runtime().block_on(async {
         let reg = TestRegistry::start().await;
@@ -76,9 +76,9 @@ fn logger_udp_and_tcp_in_both_formats() {
 
 #[test]
 fn busybox_syslogd_forwarding() {
-    need("busybox", "busybox-static");
-    need("unshare", "util-linux");
-    need("nsenter", "util-linux");
+    need("busybox");
+    need("unshare");
+    need("nsenter");
     private_network(&["10.77.0.3"]);
     runtime().block_on(async {
         let reg = TestRegistry::start().await;
@@ -98,8 +98,8 @@ fn busybox_syslogd_forwarding() {
             .args(["--fork", "--kill-child", "--mount", "--propagation", "private", "sh", "-c", &script])
             .spawn()
             .expect("start busybox syslogd");
-        let guard = ChildGuard(unshare);
-        let upid = guard.0.id();
+        let guard = Proc::adopt(unshare, "unshare");
+        let upid = guard.pid();
         // syslogd is unshare's child; wait for its /dev/log.
         let mut syslogd = None;
         for _ in 0..100 {

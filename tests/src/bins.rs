@@ -42,13 +42,6 @@ pub fn system(path: &str, package: &str) -> PathBuf {
     p
 }
 
-/// The tests must run as root: they create namespaces, bridges and taps.
-#[track_caller]
-pub fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    assert!(unsafe { libc::geteuid() } == 0, "the end-to-end lab creates network namespaces and taps and must run as root (CI does)");
-}
-
 /// The workspace root (for `deploy/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()

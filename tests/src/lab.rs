@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 use crate::bins;
 use crate::initramfs;
 use crate::lock::{self, ScenarioLock};
-use crate::netns::{Netns, metric_sum};
 use crate::otlp::{self, Collector};
-use crate::proc::Proc;
 use crate::vm::{Firmware, Vm, VmSpec};
+use ironboot_testkit::{Netns, Proc, http_get, metric_sum, require_root, unique_tag};
 
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 91, 0, 1);
 pub const NETMASK: Ipv4Addr = Ipv4Addr::new(255, 255, 255, 0);
@@ -98,11 +97,11 @@ impl Lab {
     /// Takes the scenario lock, builds the namespace with bridge, tap and RA source, and
     /// starts the registry.
     pub fn new(tag: &str) -> Lab {
-        bins::require_root();
+        require_root();
         let lock = lock::acquire();
         let tmp = tempfile::Builder::new().prefix(&format!("ironboot-e2e-{tag}-")).tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let ns = Netns::new(tag);
+        let ns = Netns::new(format!("ibe-{tag}-{}", unique_tag()));
         let mut lab = Lab { tag: tag.into(), ns, dir, procs: Vec::new(), collector: None, peers: Vec::new(), tmp: Some(tmp), _lock: lock };
         lab.ns.ip(&["link", "add", BRIDGE, "type", "bridge", "forward_delay", "0"]);
         lab.ns.ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", BRIDGE]);
@@ -130,7 +129,7 @@ impl Lab {
         if let Some(c) = &self.collector {
             cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", c.endpoint());
         }
-        self.procs.push(Proc::spawn(cmd, name, &log));
+        self.procs.push(Proc::spawn_logged(cmd, name, &log));
         self.procs.len() - 1
     }
 
@@ -172,7 +171,7 @@ impl Lab {
     pub fn wait_http_ready(&mut self, name: &str, addr: SocketAddrV4, path: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok((200, _)) = self.ns.http_get(addr.into(), path) {
+            if let Ok((200, _)) = self.ns.enter(|| http_get(addr, path)) {
                 return;
             }
             self.assert_running(name);
@@ -182,7 +181,7 @@ impl Lab {
     }
 
     pub fn http_get(&self, addr: SocketAddrV4, path: &str) -> (u16, String) {
-        self.ns.http_get(SocketAddr::V4(addr), path).unwrap_or((0, String::new()))
+        self.ns.enter(|| http_get(addr, path)).unwrap_or((0, String::new()))
     }
 
     fn start_radvd(&mut self) {
@@ -342,7 +341,7 @@ impl Lab {
     /// Another host on the boot LAN: a namespace whose `lan0` (address `addr`, e.g.
     /// `10.91.0.2/24`) is linked to the bridge. Returns its index for [`Lab::peer`].
     pub fn add_peer(&mut self, tag: &str, addr: &str) -> usize {
-        let peer = Netns::new(tag);
+        let peer = Netns::new(format!("ibe-{tag}-{}", unique_tag()));
         let n = self.peers.len();
         let (inside, outside) = ("lan0".to_string(), format!("vp{n}"));
         self.ns.ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside]);

@@ -10,9 +10,8 @@
 //! a scenario fails, and then the logs of every process are printed and the lab directory
 //! kept for reading.
 //!
-//! - [`bins`]: where the workspace binaries and the system tools are;
-//! - [`netns`]: namespaces, commands inside them, HTTP requests from inside them;
-//! - [`proc`]: child processes owned by PID;
+//! - [`bins`]: where the workspace binaries and the system tools are (namespaces, child
+//!   processes owned by PID and HTTP from inside a namespace come from `ironboot-testkit`);
 //! - [`initramfs`]: a busybox initramfs built by the test (own newc cpio writer);
 //! - [`vm`]: QEMU machines (BIOS or UEFI), their serial console and boot times;
 //! - [`lab`]: the namespace with its services, and what the scenarios assert on;
@@ -26,9 +25,7 @@ pub mod byo;
 pub mod initramfs;
 pub mod lab;
 pub mod lock;
-pub mod netns;
 pub mod otlp;
-pub mod proc;
 pub mod scenario;
 pub mod vm;
 

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
-use crate::netns::Netns;
+use ironboot_testkit::Netns;
 
 /// One received span, flattened.
 #[derive(Clone, Debug)]

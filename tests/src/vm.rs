@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::bins;
-use crate::netns::Netns;
-use crate::proc::Proc;
+use ironboot_testkit::{Netns, Proc};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Firmware {
@@ -82,7 +81,7 @@ impl Vm {
             }
         }
         let log = spec.dir.join(format!("{}-qemu.log", spec.name));
-        let proc = Proc::spawn(cmd, &format!("qemu ({})", spec.name), &log);
+        let proc = Proc::spawn_logged(cmd, &format!("qemu ({})", spec.name), &log);
         Vm { proc, console, started: Instant::now(), firmware: spec.firmware }
     }
 

@@ -71,7 +71,7 @@ declare -A PORT=([ours]=16901 [hpa]=16902 [async]=16903)
 declare -A CG
 start_server() {
   local name=$1 cg pid
-  cg=$(cg_new "$name"); CGS+=("$cg")
+  cg=$(cg_new "$name"); [[ " ${CGS[*]} " == *" $cg "* ]] || CGS+=("$cg")
   case $name in
     ours)  $PIN0 "$BIN/tftp-svc" --no-registry --listen "127.0.0.1:${PORT[ours]}" --admin-listen "" \
              --ipxe-dir "$WORK" --link-roots "" --max-transfers-per-client 5000 --log warn ${OURS_ARGS:-} 2>"$WORK/ours.log" & pid=$! ;;
@@ -81,6 +81,19 @@ start_server() {
   PIDS+=("$pid")
   echo "$pid" > "$cg/cgroup.procs"
   CG[$name]=$cg
+  SPID[$name]=$pid
+}
+declare -A SPID
+# A fresh process of a server (for the single-transfer comparison after the matrix:
+# async-tftp keeps retransmitting to the 500-client cell's vanished clients for minutes,
+# and left running it failed some of the next single transfers after 15 s of silence).
+restart_server() {
+  local old=${SPID[$1]} p keep=()
+  kill "$old" 2>/dev/null || true
+  wait "$old" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [[ $p == "$old" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+  start_server "$1"
 }
 
 for s in $SERVERS; do start_server "$s"; done
@@ -174,10 +187,17 @@ fi
 # wake-up per window); --spin, polling the socket like firmware (UEFI and iPXE poll the
 # NIC and never sleep while they wait), one receive per datagram; and gro, polling with
 # Linux UDP GRO, so a window sent as one GSO batch arrives in one receive, as TCP hands
-# curl 64 KB at a time (a server that sends datagram by datagram gains nothing from it:
+# curl up to 100 KB at a time (a server that sends datagram by datagram gains nothing from it:
 # async-tftp is the control). Ratios against the first HTTP server listed.
 SPIN=${SPIN:-20ms}
 REPS=${REPS:-20}
+# Servers in this comparison: ours, and async-tftp (in memory, windowsize) as a control
+# when it runs: a second TFTP server whose time moves with the same latency.
+SINGLE=(ours); [[ " $SERVERS " == *" async "* ]] && SINGLE+=(async)
+if [[ -n $CONC ]]; then
+  for s in "${SINGLE[@]}"; do restart_server "$s"; done
+  sleep 0.5
+fi
 # RTPRIO=N: servers and clients of this comparison run SCHED_FIFO N, so that other work on
 # a shared machine (builds) neither delays their wake-ups nor preempts the polling client.
 if [[ -n ${RTPRIO:-} ]]; then
@@ -195,9 +215,6 @@ probe() {
   $BIN/cpu-pair-probe | awk -v when="$1" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
     END { printf "cross-CPU round trip %s (cpu-pair-probe): cache line %d ns, UDP over loopback %.1f us\n", when, v["line_ns"], v["udp_ns"] / 1000 }'
 }
-# Servers in this comparison: ours, and async-tftp (in memory, windowsize) as a control
-# when it runs: a second TFTP server whose time moves with the same latency.
-SINGLE=(ours); [[ " $SERVERS " == *" async "* ]] && SINGLE+=(async)
 declare -A SINGLE_NAME=([ours]=tftp-svc [async]=async-tftp)
 # Interleaved: every round downloads from each HTTP server and for each TFTP series in
 # turn, so all series sample the same seconds of this VM (its cross-CPU latency, and

@@ -46,7 +46,7 @@ fn admin_endpoints_and_graceful_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut guard = ChildGuard(child);
+    let mut guard = Proc::adopt(child, "tftp-svc");
     let deadline = Instant::now() + Duration::from_secs(10);
     let health = loop {
         let o = Command::new(&curl).args(["-s", &format!("http://127.0.0.1:{tcp}/healthz")]).output().unwrap();
@@ -66,11 +66,11 @@ fn admin_endpoints_and_graceful_sigterm() {
     assert!(text.contains("bootfiles_files"), "{text}");
 
     // SIGTERM: exits 0 promptly.
-    let pid = guard.0.id().to_string();
+    let pid = guard.pid().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(st) = guard.0.try_wait().unwrap() {
+        if let Some(st) = guard.child.try_wait().unwrap() {
             assert!(st.success(), "exit status {st:?}");
             break;
         }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::stock;
-use ironboot_telemetry::metrics::testing::{scrape_once_counted, start_ready};
+use ironboot_testkit::metrics::{scrape_once_counted, start_ready};
 use tftp_svc::client::{self, ClientError, ClientOptions};
 
 const MACHINES: &str = r#"

@@ -36,10 +36,10 @@ fn pair(extra_server_addrs: &[&str]) -> Pair {
     Pair { server, client }
 }
 
-fn start_server(ns: &Netns, args: &[&str]) -> ChildGuard {
+fn start_server(ns: &Netns, args: &[&str]) -> Proc {
     let mut c = ns.cmd(SERVER_BIN);
     c.args(["--no-registry", "--admin-listen", ""]).args(args).stdout(Stdio::null()).stderr(Stdio::null());
-    ChildGuard(c.spawn().expect("start tftp-svc"))
+    Proc::spawn(c, "tftp-svc")
 }
 
 /// Runs tftp-load in the client namespace, retrying while the server starts.

@@ -4,98 +4,26 @@
 //! when the test fails.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::os::fd::AsFd;
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hardware_api::testing::TestRegistry;
 
+#[allow(unused_imports)] // each test binary uses its own share
+pub use ironboot_testkit::{Netns, Proc, http_get, metric_sum, require_root, sh};
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The namespace `ib-<tag>-<id>` (the lab's id keeps concurrent labs apart).
+pub fn netns(tag: &str, id: u32) -> Netns {
+    Netns::new(format!("ib-{tag}-{id}"))
+}
 
 /// A unique small number per lab in this machine (pid and a counter).
 fn unique() -> u32 {
     (std::process::id() % 1000) * 16 + NEXT.fetch_add(1, Ordering::Relaxed) % 16
-}
-
-#[track_caller]
-pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(out.status.success(), "{:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
-}
-
-pub fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    assert!(root, "these tests create network namespaces and must run as root (CI does)");
-}
-
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str, id: u32) -> Netns {
-        let name = format!("ib-{tag}-{id}");
-        sh(&["ip", "netns", "add", &name]);
-        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        Netns { name }
-    }
-
-    pub fn ip(&self, args: &[&str]) {
-        let mut v = vec!["ip", "-n", &self.name];
-        v.extend_from_slice(args);
-        sh(&v);
-    }
-
-    pub fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    /// Runs `f` on a thread that has entered this namespace: sockets it creates live
-    /// in the namespace for the rest of their life.
-    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .expect("thread in namespace panicked")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-/// A child process killed (by PID) on drop.
-pub struct Proc {
-    pub child: Child,
-    pub what: String,
-}
-
-impl Proc {
-    pub fn spawn(mut cmd: Command, what: &str) -> Proc {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
-        Proc { child, what: what.into() }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// host ⇄ (registry link) ⇄ srv ⇄ (bridge br0 10.77.0.1/24) ⇄ cli [⇄ extra hosts]
@@ -119,8 +47,8 @@ impl Lab {
     pub async fn new() -> Lab {
         require_root();
         let id = unique();
-        let srv = Netns::new("s", id);
-        let cli = Netns::new("c", id);
+        let srv = netns("s", id);
+        let cli = netns("c", id);
         // Registry link: a /30 in 10.250.0.0/16 chosen by id.
         let base = u32::from(Ipv4Addr::new(10, 250, 0, 0)) + (id % 16000) * 4;
         let link_host = Ipv4Addr::from(base + 1);
@@ -234,22 +162,3 @@ pub fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
     env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
 }
 
-/// A minimal HTTP/1.1 GET (the admin endpoint), returning status and body.
-pub fn http_get(addr: SocketAddrV4, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(1))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
-}
-
-/// Sum of a Prometheus counter's samples whose line contains every `filter`.
-pub fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && filters.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}

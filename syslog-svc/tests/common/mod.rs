@@ -10,14 +10,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hardware_api::testing::TestRegistry;
 use ironboot_proto::cache::{CacheConfig, HardwareCache};
 use syslog_svc::{Config, Running};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[allow(unused_imports)] // each test binary uses its own share
+pub use ironboot_testkit::{Proc, ip, need};
 
 /// Enters a fresh network namespace with loopback up and `addrs` on it.
 pub fn private_network(addrs: &[&str]) {
@@ -35,21 +36,8 @@ pub fn private_network(addrs: &[&str]) {
     }
 }
 
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().unwrap_or_else(|e| panic!("cannot run `ip` (Debian iproute2): {e}"));
-    assert!(st.success(), "ip {args:?} failed");
-}
-
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
-
-/// Requires an external program, failing loudly (not skipping) when it is missing.
-pub fn need(bin: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false);
-    assert!(found, "`{bin}` not found: install the Debian package {package} (listed in tests/system-packages.txt)");
 }
 
 pub struct Svc {
@@ -117,32 +105,14 @@ pub async fn wait_lines(path: &Path, n: usize, timeout: Duration) -> Vec<serde_j
     }
 }
 
-/// A minimal HTTP/1.1 GET: status and body.
+/// A minimal HTTP/1.1 GET: status and body (on a blocking thread, which is in this
+/// test's namespace like every thread the runtime starts).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect http");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    // Small bodies may come chunked: undo that.
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
-    (status, body)
-}
-
-fn dechunk(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || ironboot_testkit::http_get(addr, &path))
+        .await
+        .expect("http thread")
+        .unwrap_or_else(|e| panic!("GET {addr}: {e}"))
 }
 
 /// A machine in ironboot's YAML form with one interface.
@@ -150,14 +120,4 @@ pub fn machine_yaml(name: &str, mac: &str, ip: &str) -> String {
     format!(
         "apiVersion: ironboot/v1\nkind: Hardware\nname: {name}\ninterfaces:\n  - mac: {mac}\n    dhcp:\n      ip: {ip}\n      netmask: 255.255.255.0\n      gateway: 10.77.0.254\n"
     )
-}
-
-/// Kills a child process (by PID) when dropped, also when the test fails.
-pub struct ChildGuard(pub std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

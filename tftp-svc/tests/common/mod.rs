@@ -1,12 +1,11 @@
-//! Helpers shared by the integration tests: an in-process server, process and network
-//! namespace guards that clean up on drop (also when a test fails).
+//! Helpers shared by the integration tests: an in-process server and the stock files;
+//! process and network namespace guards (cleaned up on drop, also when a test fails) come
+//! from `ironboot-testkit`.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use bootfiles::Catalogue;
 use clap::Parser;
@@ -76,92 +75,8 @@ impl Drop for TestServer {
     }
 }
 
-/// Fails loudly when a tool the test needs is missing.
-pub fn need(bin: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
-        let p = Path::new(dir).join(bin);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("`{bin}` is required by this test and is not installed (see tests/system-packages.txt)");
-}
-
-pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { nix::libc::geteuid() } != 0 {
-        panic!("this test creates network namespaces and needs root (CI runs tests as root)");
-    }
-}
-
-/// Kills and reaps a child process on drop, by PID.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-pub fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args));
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A unique short tag per test (names of namespaces and interfaces; veth names ≤ 15 chars).
-pub fn tag() -> String {
-    format!("{}{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A network namespace, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(name: String) -> Netns {
-        need("ip");
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// A command run inside the namespace.
-    pub fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    pub fn ip(&self, args: &[&str]) {
-        let mut a = vec!["-n", self.name.as_str()];
-        a.extend_from_slice(args);
-        ip(&a);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
-    }
-}
-
-/// A host-side link (veth end) deleted on drop; deleting one end removes the pair.
-pub struct HostLink(pub String);
-
-impl Drop for HostLink {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).stderr(Stdio::null()).status();
-    }
-}
+#[allow(unused_imports)] // each test binary uses its own share
+pub use ironboot_testkit::{HostLink, Netns, Proc, ip, need, require_root, unique_tag as tag};
 
 /// Parses `key=value` pairs of a tftp-load result line.
 pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
