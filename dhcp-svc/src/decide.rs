@@ -223,12 +223,11 @@ fn reservation(req: &Request<'_>, hw: &Hardware, r: Option<&Reservation>, client
         Discover => (Offer, ip),
         Request => {
             let selecting = req.server_id();
-            if let Some(sid) = selecting {
-                if sid != at.server_id {
+            if let Some(sid) = selecting
+                && sid != at.server_id {
                     // The client chose another server's offer.
                     return Decision::Silent(Silence::OtherServer);
                 }
-            }
             let asked = if selecting.is_some() || req.requested_ip().is_some() {
                 // SELECTING or INIT-REBOOT: option 50 carries the address.
                 req.requested_ip().unwrap_or(req.ciaddr)
@@ -268,8 +267,8 @@ fn reservation(req: &Request<'_>, hw: &Hardware, r: Option<&Reservation>, client
 
 fn nak(req: &Request<'_>, at: &Arrival) -> Decision {
     let mut reply = Reply::to(req, MessageType::Nak);
-    reply.set(code::SERVER_ID, at.server_id.octets().to_vec());
-    reply.set(code::MESSAGE, b"requested address is not this machine's reservation".to_vec());
+    reply.set(code::SERVER_ID, at.server_id.octets());
+    reply.set(code::MESSAGE, b"requested address is not this machine's reservation");
     // RFC 2131 §4.3.2: a NAK to a relayed client sets the broadcast bit.
     if !req.giaddr.is_unspecified() {
         reply.flags |= 0x8000;
@@ -719,7 +718,7 @@ mod tests {
         let mut at = arrival();
         at.trace = TraceParent::parse(TP);
         // Firmware PXE: Smee's file-name suffix and option 43 sub-option 69 in binary.
-        let d = run(Mode::Reservation, MessageType::Discover, PXE_BIOS, Some(hw(None)), at.clone());
+        let d = run(Mode::Reservation, MessageType::Discover, PXE_BIOS, Some(hw(None)), at);
         let r = reply(&d);
         assert_eq!(r.file, format!("undionly.kpxe-{TP}").as_bytes());
         let pxe = r.option(code::VENDOR_SPECIFIC).unwrap();
@@ -727,10 +726,10 @@ mod tests {
         assert_eq!(&pxe[5..31], &at.trace.unwrap().to_bytes()[..]);
         assert_eq!(pxe[31..], [255]);
         // iPXE: a query on the script URL.
-        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 7]), (77, b"iPXE")], Some(hw(None)), at.clone());
+        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 7]), (77, b"iPXE")], Some(hw(None)), at);
         assert_eq!(reply(&d).file, format!("http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe?traceparent={TP}").as_bytes());
         // UEFI HTTP boot: a query too, so the path still ends in .efi.
-        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 16]), (60, b"HTTPClient:Arch:00016")], Some(hw(None)), at.clone());
+        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 16]), (60, b"HTTPClient:Arch:00016")], Some(hw(None)), at);
         let file = String::from_utf8(reply(&d).file.clone()).unwrap();
         assert!(file.ends_with(&format!("/ipxe.efi?traceparent={TP}")), "{file}");
         // An operator's own script URL is handed out untouched.

@@ -692,7 +692,7 @@ pub mod tests {
     fn replies_are_at_least_300_bytes_and_dhcproto_agrees() {
         use dhcproto::{Decodable, Decoder, v4};
         let mut r = reply();
-        r.set(code::LEASE_TIME, 86400u32.to_be_bytes().to_vec());
+        r.set(code::LEASE_TIME, 86400u32.to_be_bytes());
         r.set(code::RELAY_AGENT, vec![1, 3, b'a', b'b', b'c']);
         r.file = b"undionly.kpxe".to_vec();
         let (bytes, dropped) = r.encode(548).unwrap();

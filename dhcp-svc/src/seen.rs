@@ -45,11 +45,10 @@ impl Seen {
     pub fn record(&self, mac: MacAddr, vendor_class: &[u8], arch: Option<u16>, ifindex: u32) -> bool {
         let Ok(mut map) = self.map.lock() else { return false };
         let now = Instant::now();
-        if !map.contains_key(&mac) && map.len() >= self.capacity {
-            if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.touched).map(|(k, _)| *k) {
+        if !map.contains_key(&mac) && map.len() >= self.capacity
+            && let Some(oldest) = map.iter().min_by_key(|(_, e)| e.touched).map(|(k, _)| *k) {
                 map.remove(&oldest);
             }
-        }
         let e = map.entry(mac).or_insert_with(|| SeenMac {
             mac: mac.to_string(),
             count: 0,
@@ -92,7 +91,7 @@ impl Seen {
     /// Most recently seen first.
     pub fn list(&self) -> Vec<SeenMac> {
         let mut v: Vec<SeenMac> = self.map.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
-        v.sort_by(|a, b| b.touched.cmp(&a.touched));
+        v.sort_by_key(|e| std::cmp::Reverse(e.touched));
         v
     }
 }

@@ -30,13 +30,11 @@ fn replies(sock: &UdpSocket, xid: u32, wait: Duration) -> Vec<v4::Message> {
     let mut out = Vec::new();
     let mut buf = [0u8; 1500];
     while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if let Ok(m) = v4::Message::decode(&mut Decoder::new(&buf[..n])) {
-                if m.opcode() == v4::Opcode::BootReply && m.xid() == xid {
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && let Ok(m) = v4::Message::decode(&mut Decoder::new(&buf[..n]))
+                && m.opcode() == v4::Opcode::BootReply && m.xid() == xid {
                     out.push(m);
                 }
-            }
-        }
     }
     out
 }

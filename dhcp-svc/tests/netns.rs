@@ -68,12 +68,11 @@ async fn dhclient_gets_the_reservation() {
     let _dhclient = Proc::spawn(cmd, "dhclient");
     let mut env = String::new();
     for _ in 0..150 {
-        if let Ok(s) = std::fs::read_to_string(&out) {
-            if s.contains("new_ip_address") {
+        if let Ok(s) = std::fs::read_to_string(&out)
+            && s.contains("new_ip_address") {
                 env = s;
                 break;
             }
-        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!env.is_empty(), "dhclient got no lease; dhcp-svc log:\n{}", lab.log());
@@ -216,13 +215,11 @@ fn replies(sock: &UdpSocket, wait: Duration) -> Vec<(SocketAddrV4, v4::Message)>
     let mut out = Vec::new();
     let mut buf = [0u8; 1500];
     while std::time::Instant::now() < deadline {
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            if let (Ok(m), std::net::SocketAddr::V4(f)) = (v4::Message::decode(&mut Decoder::new(&buf[..n])), from) {
-                if m.opcode() == v4::Opcode::BootReply {
+        if let Ok((n, from)) = sock.recv_from(&mut buf)
+            && let (Ok(m), std::net::SocketAddr::V4(f)) = (v4::Message::decode(&mut Decoder::new(&buf[..n])), from)
+                && m.opcode() == v4::Opcode::BootReply {
                     out.push((f, m));
                 }
-            }
-        }
     }
     out
 }

@@ -60,11 +60,10 @@ impl TestRegistry {
         let reg = TestRegistry { endpoint: format!("http://{addr}"), write_token, read_token, admin_addr, stop: Some(tx) };
         // Ready when a call gets through.
         for _ in 0..100 {
-            if let Ok(mut c) = reg.client_with(&reg.read_token.clone()).await {
-                if c.list_hardware(ironboot_proto::pb::ListHardwareRequest::default()).await.is_ok() {
+            if let Ok(mut c) = reg.client_with(&reg.read_token.clone()).await
+                && c.list_hardware(ironboot_proto::pb::ListHardwareRequest::default()).await.is_ok() {
                     return reg;
                 }
-            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("test registry did not come up at {}", reg.endpoint);

@@ -86,14 +86,13 @@ pub fn validate(mut hw: Hardware) -> Result<ValidHardware, FieldError> {
         iface.mac = mac.to_string();
         macs.push(mac);
 
-        if let Some(dhcp) = iface.dhcp.as_mut() {
-            if let Some(ip) = check_dhcp(dhcp, &at)? {
+        if let Some(dhcp) = iface.dhcp.as_mut()
+            && let Some(ip) = check_dhcp(dhcp, &at)? {
                 if !seen_ips.insert(ip) {
                     return Err(refuse(at("dhcp.ip"), ip, "listed twice in this record"));
                 }
                 ips.push(ip);
             }
-        }
         if let Some(nb) = iface.netboot.as_mut() {
             check_netboot(nb, &at)?;
         }

@@ -363,12 +363,11 @@ impl HardwareCache {
 
     async fn fetch(&self, key: Key) -> Result<Option<Arc<Hardware>>, LookupError> {
         let ttl = self.inner.config.negative_ttl;
-        if let Ok(neg) = self.inner.negative.lock() {
-            if neg.get(&key).is_some_and(|t| t.elapsed() < ttl) {
+        if let Ok(neg) = self.inner.negative.lock()
+            && neg.get(&key).is_some_and(|t| t.elapsed() < ttl) {
                 metrics::counter!(M_FALLBACKS, "result" => "recent_miss").increment(1);
                 return Ok(None);
             }
-        }
         if self.paused() {
             metrics::counter!(M_FALLBACKS, "result" => "paused").increment(1);
             return self.unreachable("the registry did not answer the last lookup; not asking again yet".into());

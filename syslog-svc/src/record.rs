@@ -193,10 +193,10 @@ fn sender_stamp(out: &mut Vec<u8>, ts: &DateTime<FixedOffset>) {
     }
     date_time(out, local.year() as u32, local.month(), local.day(), local.hour(), local.minute(), local.second());
     if nanos == 0 {
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         out.push(b'.');
         digits(out, nanos / 1_000_000, 3);
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         out.push(b'.');
         digits(out, nanos / 1_000, 6);
     } else {

@@ -93,7 +93,7 @@ impl Registry {
             .filter(|l| l.contains("admin listener"))
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter_map(|v| v.get("addr")?.as_str()?.parse().ok())
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("no admin listener in the log:\n{log}"))
     }
 
