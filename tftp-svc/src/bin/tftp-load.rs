@@ -60,8 +60,8 @@ struct Args {
     #[arg(long, conflicts_with = "expect")]
     discard: bool,
     /// Receive with Linux UDP GRO: the kernel hands over a run of the server's DATA
-    /// packets in one receive, as TCP hands curl 64 KB at a time; every packet is still
-    /// checked on its own.
+    /// packets in one receive, as TCP hands curl up to 100 KB at a time; every packet is
+    /// still checked on its own.
     #[arg(long)]
     gro: bool,
 }
