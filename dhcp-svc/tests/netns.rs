@@ -7,7 +7,8 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Lab, Proc, SERVER_IP, get, http_get, metric_sum, sh};
+use common::{Lab, Proc, SERVER_IP, get, http_get, sh};
+use ironboot_testkit::metrics::Scrape;
 use dhcproto::{Decodable, Decoder, Encodable, Encoder, v4};
 
 /// A boot file name or URL without the trace context dhcp-svc hands netboot clients
@@ -119,8 +120,8 @@ async fn udhcpc_sees_the_right_boot_answer_per_client_kind() {
     assert_eq!(get(&env, "hostname"), Some("m1"));
     assert_eq!(get(&env, "lease"), Some("3600"));
     let m = lab.metrics();
-    assert!(metric_sum(&m, "dhcp_packets_total", &["type=\"discover\"", "outcome=\"offer\""]) >= 7.0, "{m}");
-    assert!(metric_sum(&m, "dhcp_packets_total", &["type=\"request\"", "outcome=\"ack\""]) >= 7.0, "{m}");
+    assert!(Scrape::parse(&m).sum("dhcp_packets_total", &[("type", "discover"), ("outcome", "offer")]) >= 7.0, "{m}");
+    assert!(Scrape::parse(&m).sum("dhcp_packets_total", &[("type", "request"), ("outcome", "ack")]) >= 7.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +146,7 @@ async fn unknown_mac_gets_nothing_and_is_listed_then_answered_once_registered() 
     let entry = list.as_array().unwrap().iter().find(|e| e["mac"] == lab.client_mac.as_str()).unwrap_or_else(|| panic!("{body}"));
     assert!(entry["count"].as_u64().unwrap() >= 1);
     assert_eq!(entry["arch"], 7);
-    assert!(metric_sum(&lab.metrics(), "dhcp_unknown_mac_total", &[]) >= 1.0);
+    assert!(Scrape::parse(&lab.metrics()).sum("dhcp_unknown_mac_total", &[]) >= 1.0);
 
     // Registered now: answered on the first try, and no longer listed.
     lab.registry.put_yaml(&machine("late", &lab.client_mac, "10.77.0.11", "")).await;
@@ -268,7 +269,7 @@ async fn a_request_for_another_servers_offer_is_ignored() {
     assert!(other.is_empty(), "answered a REQUEST meant for another server: {other:?}");
     assert_eq!(ours.len(), 1, "log:\n{}", lab.log());
     assert_eq!(ours[0].1.opts().msg_type(), Some(v4::MessageType::Ack));
-    assert!(metric_sum(&lab.metrics(), "dhcp_packets_total", &["outcome=\"other_server\""]) >= 1.0);
+    assert!(Scrape::parse(&lab.metrics()).sum("dhcp_packets_total", &[("outcome", "other_server")]) >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +359,7 @@ async fn malformed_packets_are_counted_and_the_service_keeps_answering() {
         }
     });
     std::thread::sleep(Duration::from_millis(300));
-    assert!(metric_sum(&lab.metrics(), "dhcp_packets_total", &["outcome=\"malformed\""]) >= 4.0, "{}", lab.metrics());
+    assert!(Scrape::parse(&lab.metrics()).sum("dhcp_packets_total", &[("outcome", "malformed")]) >= 4.0, "{}", lab.metrics());
     lab.cli.ip(&["addr", "flush", "dev", &lab.client_if]);
     assert!(lab.udhcpc(&[]).is_some(), "service stopped answering after malformed input");
 }

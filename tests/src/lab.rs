@@ -25,7 +25,8 @@ use crate::initramfs;
 use crate::lock::{self, ScenarioLock};
 use crate::otlp::{self, Collector};
 use crate::vm::{Firmware, Vm, VmSpec};
-use ironboot_testkit::{Netns, Proc, http_get, metric_sum, require_root, unique_tag};
+use ironboot_testkit::metrics::Scrape;
+use ironboot_testkit::{Netns, Proc, http_get, require_root, unique_tag};
 
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 91, 0, 1);
 pub const NETMASK: Ipv4Addr = Ipv4Addr::new(255, 255, 255, 0);
@@ -370,8 +371,9 @@ impl Lab {
         self.http_get(admin, "/metrics").1
     }
 
-    pub fn metric(&self, admin: SocketAddrV4, name: &str, filters: &[&str]) -> f64 {
-        metric_sum(&self.metrics(admin), name, filters)
+    /// Sum over the series of `name` whose labels include all of `labels`.
+    pub fn metric(&self, admin: SocketAddrV4, name: &str, labels: &[(&str, &str)]) -> f64 {
+        Scrape::parse(&self.metrics(admin)).sum(name, labels)
     }
 
     /// syslog-svc's record of one machine: `GET /machines/<mac>/logs`.

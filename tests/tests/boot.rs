@@ -29,7 +29,7 @@ fn bios_reservation_boots_to_kernel() {
     // The iPXE ROM asked as iPXE at once and got the script URL, never a binary.
     log_line(&lab, "dhcp-svc", &["netboot reply", &format!("mac={}", m.mac), "client=\"ipxe\"", "reply=\"ack\"", "boot=Script("]);
     // dhcp-svc answered the machine (iPXE ROM's DHCP, then udhcpc in the initramfs).
-    assert!(lab.metric(DHCP_ADMIN, "dhcp_packets_total", &["outcome=\"ack\""]) >= 2.0, "{}", lab.metrics(DHCP_ADMIN));
+    assert!(lab.metric(DHCP_ADMIN, "dhcp_packets_total", &[("outcome", "ack")]) >= 2.0, "{}", lab.metrics(DHCP_ADMIN));
 }
 
 /// b. UEFI: OVMF's own PXE client (virtio-net without option ROM: arch 7, no user class)
@@ -117,7 +117,7 @@ fn gating_denied_and_unregistered_machines_do_not_boot() {
     assert!(!console.contains("auto.ipxe") && !console.contains("Linux version"), "a denied machine booted:\n{console}");
     println!("gating [allow_pxe false, BIOS]: address but no boot, firmware gave up after {:.1}s", started.elapsed().as_secs_f64());
     // dhcp-svc acknowledged the address and handed out no boot information.
-    assert!(lab.metric(DHCP_ADMIN, "dhcp_packets_total", &["outcome=\"ack\""]) >= 1.0, "{}", lab.metrics(DHCP_ADMIN));
+    assert!(lab.metric(DHCP_ADMIN, "dhcp_packets_total", &[("outcome", "ack")]) >= 1.0, "{}", lab.metrics(DHCP_ADMIN));
     let dhcp_log = lab.log("dhcp-svc");
     assert!(
         !dhcp_log.lines().any(|l| l.contains(&format!("mac={}", denied.mac)) && l.contains("netboot reply")),

@@ -354,23 +354,14 @@ async fn recv(sock: &UdpSocket, buf: &mut [u8], gro: bool) -> std::io::Result<Se
     }
 }
 
-/// Non-blocking receives in a loop for up to `budget` (tokio's own `try_recv_from` would
-/// only consult readiness the reactor has not polled yet, so this calls the kernel
-/// directly). `None` when nothing arrived.
+/// Busy-polls for up to `budget` ([`crate::net::spin`]). `Ok(None)` when nothing arrived.
 fn poll_recv(sock: &UdpSocket, buf: &mut [u8], budget: Duration, gro: bool) -> std::io::Result<Option<Segments>> {
     use std::os::fd::AsRawFd;
-    let start = Instant::now();
-    loop {
-        match recv_now(sock.as_raw_fd(), buf, gro) {
-            Ok(Some(s)) => return Ok(Some(s)),
-            Ok(None) => continue,
-            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if start.elapsed() >= budget {
-            return Ok(None);
-        }
-        std::hint::spin_loop();
+    let fd = sock.as_raw_fd();
+    match crate::net::spin(budget, || recv_now(fd, buf, gro)) {
+        Some(Ok(s)) => Ok(s),
+        Some(Err(e)) => Err(e.into()),
+        None => Ok(None),
     }
 }
 

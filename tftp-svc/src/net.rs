@@ -232,3 +232,21 @@ pub async fn send_file_range(sock: &UdpSocket, fd: std::os::fd::RawFd, offset: u
     })
     .await
 }
+
+/// Busy-polls a non-blocking receive: calls `attempt` until it returns anything but
+/// `EAGAIN`/`EINTR`, or `budget` has passed (`None`). Bypasses the runtime on purpose:
+/// tokio's `try_recv` only consults the readiness its reactor last saw, which is stale
+/// while this thread does not park.
+pub fn spin<T>(budget: std::time::Duration, mut attempt: impl FnMut() -> nix::Result<T>) -> Option<nix::Result<T>> {
+    let start = std::time::Instant::now();
+    loop {
+        match attempt() {
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            r => return Some(r),
+        }
+        if start.elapsed() >= budget {
+            return None;
+        }
+        std::hint::spin_loop();
+    }
+}

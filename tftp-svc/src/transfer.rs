@@ -185,24 +185,13 @@ async fn send_from_image(sock: &UdpSocket, image: &WireImage, first: u64, len: u
 const IMAGE_BATCH_BYTES: u64 = 14 * 4096;
 
 impl LinkRx {
-    /// Non-blocking receives in a loop for up to `budget`, without the runtime: `None`
-    /// when nothing arrived (or the link cannot be polled: single-port transfers get their
-    /// datagrams from the listener's thread). tokio's own `try_recv` only consults the
-    /// readiness its reactor last saw, which is stale while this thread does not park.
+    /// Busy-polls for up to `budget` ([`net::spin`]): `None` when nothing arrived (or the
+    /// link cannot be polled: single-port transfers get their datagrams from the
+    /// listener's thread).
     fn poll(&mut self, buf: &mut [u8], budget: std::time::Duration) -> Option<io::Result<Option<usize>>> {
         let LinkRx::Own(s) = self else { return None };
-        let start = Instant::now();
-        loop {
-            match nix::sys::socket::recv(s.as_raw_fd(), buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => return Some(Ok(Some(n))),
-                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Some(Err(e.into())),
-            }
-            if start.elapsed() >= budget {
-                return None;
-            }
-            std::hint::spin_loop();
-        }
+        let fd = s.as_raw_fd();
+        net::spin(budget, || nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)).map(|r| r.map(Some).map_err(io::Error::from))
     }
 
     /// Next datagram from the client. `Ok(None)` when the link closed.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hardware_api::testing::TestRegistry;
 
 #[allow(unused_imports)] // each test binary uses its own share
-pub use ironboot_testkit::{Netns, Proc, http_get, metric_sum, require_root, sh};
+pub use ironboot_testkit::{Netns, Proc, http_get, require_root, sh};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

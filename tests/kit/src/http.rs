@@ -1,4 +1,4 @@
-//! Reading what a service answers on its admin or HTTP port.
+//! A GET to a service's admin or HTTP port.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,14 +36,6 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// Sum of a Prometheus metric's samples whose line contains every `filter`.
-pub fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && l.starts_with(name) && filters.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,12 +44,5 @@ mod tests {
     fn chunked_bodies_are_joined() {
         assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
         assert_eq!(dechunk("zz\r\n"), "");
-    }
-
-    #[test]
-    fn metric_sum_adds_matching_samples_only() {
-        let text = "# HELP x_total x\nx_total{a=\"1\"} 2\nx_total{a=\"2\"} 3\nx_total_other 9\ny_total 5\n";
-        assert_eq!(metric_sum(text, "x_total{", &[]), 5.0);
-        assert_eq!(metric_sum(text, "x_total", &["a=\"2\""]), 3.0);
     }
 }

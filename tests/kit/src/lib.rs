@@ -7,16 +7,16 @@
 //! - [`Proc`]: a child process killed and reaped by PID on drop.
 //! - [`need`], [`require_root`], [`sh`], [`ip`]: preconditions that fail loudly, and
 //!   commands whose failure fails the test with their stderr.
-//! - [`http_get`], [`metric_sum`]: reading an admin endpoint and a Prometheus text;
-//!   [`metrics`]: `/metrics` parsed ([`metrics::Scrape`]), and a service binary started
-//!   and waited for until its `/healthz` answers.
+//! - [`http_get`]: a GET to an admin endpoint; [`metrics`]: `/metrics` parsed
+//!   ([`metrics::Scrape`]), and a service binary started and waited for until its
+//!   `/healthz` answers.
 
 mod http;
 pub mod metrics;
 mod netns;
 mod proc;
 
-pub use http::{http_get, metric_sum};
+pub use http::http_get;
 pub use netns::{HostLink, Netns, ip, sh, unique_tag};
 pub use proc::Proc;
 
