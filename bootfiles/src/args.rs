@@ -23,7 +23,12 @@ pub struct CatalogueArgs {
     /// Directories a symlink in a served directory may point into besides its own
     /// directory (comma-separated). Debian links ipxe.efi and ipxe.lkrn to /boot.
     /// An empty value allows none.
-    #[arg(long, env = "IRONBOOT_LINK_ROOTS", value_delimiter = ',', default_value = "/boot")]
+    #[arg(
+        long,
+        env = "IRONBOOT_LINK_ROOTS",
+        value_delimiter = ',',
+        default_value = "/boot"
+    )]
     pub link_roots: Vec<String>,
     /// How often the directories are checked for changed files.
     #[arg(long, env = "IRONBOOT_RESCAN_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
@@ -41,17 +46,32 @@ impl CatalogueArgs {
     pub fn catalogue_config(&self) -> CatalogueConfig {
         let mut dirs = Vec::new();
         if let Some(d) = &self.ipxe_extra_dir {
-            dirs.push(SourceDir { path: d.clone(), max_depth: 1 });
+            dirs.push(SourceDir {
+                path: d.clone(),
+                max_depth: 1,
+            });
         }
         if !self.ipxe_dir.as_os_str().is_empty() {
-            dirs.push(SourceDir { path: self.ipxe_dir.clone(), max_depth: 1 });
+            dirs.push(SourceDir {
+                path: self.ipxe_dir.clone(),
+                max_depth: 1,
+            });
         }
         if let Some(d) = &self.assets_dir {
-            dirs.push(SourceDir { path: d.clone(), max_depth: 8 });
+            dirs.push(SourceDir {
+                path: d.clone(),
+                max_depth: 8,
+            });
         }
         CatalogueConfig {
             dirs,
-            link_roots: self.link_roots.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
+            link_roots: self
+                .link_roots
+                .iter()
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
             max_file_bytes: self.max_file_bytes,
             max_total_bytes: self.max_catalogue_bytes,
             ..CatalogueConfig::default()

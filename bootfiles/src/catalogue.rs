@@ -76,7 +76,10 @@ pub struct CatalogueConfig {
 impl Default for CatalogueConfig {
     fn default() -> Self {
         CatalogueConfig {
-            dirs: vec![SourceDir { path: PathBuf::from("/usr/lib/ipxe"), max_depth: 1 }],
+            dirs: vec![SourceDir {
+                path: PathBuf::from("/usr/lib/ipxe"),
+                max_depth: 1,
+            }],
             link_roots: vec![PathBuf::from("/boot")],
             max_file_bytes: 256 << 20,
             max_total_bytes: 1 << 30,
@@ -102,14 +105,24 @@ pub enum SkipReason {
 impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SkipReason::SymlinkOutsideRoot(t) => write!(f, "symlink leads out of the served roots (to {})", t.display()),
+            SkipReason::SymlinkOutsideRoot(t) => write!(
+                f,
+                "symlink leads out of the served roots (to {})",
+                t.display()
+            ),
             SkipReason::DanglingSymlink => f.write_str("dangling symlink"),
-            SkipReason::NotRegularFile => f.write_str("not a regular file (device, FIFO, socket or symlinked directory)"),
-            SkipReason::UnservableName => f.write_str("name no client can request (not UTF-8, control characters, backslash)"),
+            SkipReason::NotRegularFile => {
+                f.write_str("not a regular file (device, FIFO, socket or symlinked directory)")
+            }
+            SkipReason::UnservableName => {
+                f.write_str("name no client can request (not UTF-8, control characters, backslash)")
+            }
             SkipReason::TooLarge(n) => write!(f, "larger than the per-file limit ({n} bytes)"),
             SkipReason::CatalogueFull => f.write_str("total size limit reached"),
             SkipReason::TooManyFiles => f.write_str("file count limit reached"),
-            SkipReason::ChangingWhileRead => f.write_str("changed while being read; retried at the next scan"),
+            SkipReason::ChangingWhileRead => {
+                f.write_str("changed while being read; retried at the next scan")
+            }
             SkipReason::ReadError(e) => write!(f, "read error: {e}"),
         }
     }
@@ -138,7 +151,13 @@ impl Snapshot {
         use std::fmt::Write;
         let mut names: Vec<&str> = self.files.keys().map(|k| &**k).collect();
         names.sort_unstable();
-        let _ = writeln!(out, "{label} ({}, {} bytes): {}", names.len(), self.total_bytes, names.join(" "));
+        let _ = writeln!(
+            out,
+            "{label} ({}, {} bytes): {}",
+            names.len(),
+            self.total_bytes,
+            names.join(" ")
+        );
         for (d, e) in &self.missing_dirs {
             let _ = writeln!(out, "warning: directory {}: {e}", d.display());
         }
@@ -160,7 +179,13 @@ struct Stamp {
 
 impl Stamp {
     fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp { dev: m.dev(), ino: m.ino(), size: m.size(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() }
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        }
     }
 }
 
@@ -188,7 +213,10 @@ impl Catalogue {
     /// Scans the directories now (blocking; call before serving or inside
     /// `spawn_blocking`).
     pub fn load(config: CatalogueConfig) -> Arc<Catalogue> {
-        let cat = Arc::new(Catalogue { config, current: RwLock::new(Arc::new(Snapshot::default())) });
+        let cat = Arc::new(Catalogue {
+            config,
+            current: RwLock::new(Arc::new(Snapshot::default())),
+        });
         cat.rescan();
         cat
     }
@@ -199,7 +227,10 @@ impl Catalogue {
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn config(&self) -> &CatalogueConfig {
@@ -230,7 +261,9 @@ impl Catalogue {
                 tracing::warn!(dir = %dir.display(), error = %err, "boot file directory unavailable");
             }
         }
-        let changed = !report.is_empty() || next.skipped != prev.skipped || next.missing_dirs != prev.missing_dirs;
+        let changed = !report.is_empty()
+            || next.skipped != prev.skipped
+            || next.missing_dirs != prev.missing_dirs;
         if changed {
             next.generation = prev.generation + 1;
             metrics::gauge!("bootfiles_files").set(next.files.len() as f64);
@@ -248,11 +281,28 @@ impl Catalogue {
     /// serve a catalogue call it once the recorder is installed.
     pub fn describe_metrics() {
         use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-        describe_gauge!("bootfiles_files", "Boot files in the catalogue being served.");
-        describe_gauge!("bootfiles_bytes", Unit::Bytes, "Total size of the boot files being served.");
-        describe_gauge!("bootfiles_skipped", "Files in the boot directories that are not served (unsafe links, unreadable, not regular files).");
-        describe_counter!("bootfiles_reloads_total", "Rescans that changed the set of boot files served.");
-        describe_histogram!("bootfiles_scan_seconds", Unit::Seconds, "Time a periodic rescan of the boot directories took.");
+        describe_gauge!(
+            "bootfiles_files",
+            "Boot files in the catalogue being served."
+        );
+        describe_gauge!(
+            "bootfiles_bytes",
+            Unit::Bytes,
+            "Total size of the boot files being served."
+        );
+        describe_gauge!(
+            "bootfiles_skipped",
+            "Files in the boot directories that are not served (unsafe links, unreadable, not regular files)."
+        );
+        describe_counter!(
+            "bootfiles_reloads_total",
+            "Rescans that changed the set of boot files served."
+        );
+        describe_histogram!(
+            "bootfiles_scan_seconds",
+            Unit::Seconds,
+            "Time a periodic rescan of the boot directories took."
+        );
     }
 
     /// Rescans every `interval` on a blocking thread until `shutdown` resolves.
@@ -274,10 +324,14 @@ impl Catalogue {
                 }
                 let c = cat.clone();
                 let started = Instant::now();
-                if tokio::task::spawn_blocking(move || c.rescan()).await.is_err() {
+                if tokio::task::spawn_blocking(move || c.rescan())
+                    .await
+                    .is_err()
+                {
                     tracing::error!("boot file rescan panicked; keeping the previous files");
                 }
-                metrics::histogram!("bootfiles_scan_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("bootfiles_scan_seconds")
+                    .record(started.elapsed().as_secs_f64());
             }
         })
     }
@@ -308,7 +362,11 @@ fn diff(prev: &Snapshot, next: &Snapshot) -> ScanReport {
 /// Walks every directory and builds a new snapshot, reusing unchanged contents of `prev`.
 fn scan(config: &CatalogueConfig, prev: &Snapshot) -> Snapshot {
     let mut out = Snapshot::default();
-    let link_roots: Vec<PathBuf> = config.link_roots.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    let link_roots: Vec<PathBuf> = config
+        .link_roots
+        .iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
     // Same inode under two names (Debian's ROM aliases) shares one buffer.
     let mut by_stamp: HashMap<Stamp, (Bytes, u64)> = HashMap::new();
     for f in prev.files.values() {
@@ -321,7 +379,8 @@ fn scan(config: &CatalogueConfig, prev: &Snapshot) -> Snapshot {
         let root = match dir.path.canonicalize() {
             Ok(r) if r.is_dir() => r,
             Ok(_) => {
-                out.missing_dirs.push((dir.path.clone(), "not a directory".into()));
+                out.missing_dirs
+                    .push((dir.path.clone(), "not a directory".into()));
                 continue;
             }
             Err(e) => {
@@ -329,7 +388,15 @@ fn scan(config: &CatalogueConfig, prev: &Snapshot) -> Snapshot {
                 continue;
             }
         };
-        let mut ctx = WalkCtx { config, root: &root, link_roots: &link_roots, prev, by_stamp: &by_stamp, fresh: &mut fresh, out: &mut out };
+        let mut ctx = WalkCtx {
+            config,
+            root: &root,
+            link_roots: &link_roots,
+            prev,
+            by_stamp: &by_stamp,
+            fresh: &mut fresh,
+            out: &mut out,
+        };
         ctx.walk(&root, "", dir.max_depth);
     }
     out
@@ -347,7 +414,9 @@ struct WalkCtx<'a> {
 
 impl WalkCtx<'_> {
     fn walk(&mut self, dir: &Path, prefix: &str, depth_left: usize) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
@@ -356,8 +425,14 @@ impl WalkCtx<'_> {
                 self.out.skipped.insert(path, SkipReason::UnservableName);
                 continue;
             };
-            let name = if prefix.is_empty() { fname } else { format!("{prefix}/{fname}") };
-            let Ok(lmeta) = std::fs::symlink_metadata(&path) else { continue };
+            let name = if prefix.is_empty() {
+                fname
+            } else {
+                format!("{prefix}/{fname}")
+            };
+            let Ok(lmeta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             let ft = lmeta.file_type();
             if ft.is_dir() {
                 if depth_left > 0 {
@@ -380,9 +455,12 @@ impl WalkCtx<'_> {
                         continue;
                     }
                     Ok(t) => {
-                        let inside = t.starts_with(self.root) || self.link_roots.iter().any(|r| t.starts_with(r));
+                        let inside = t.starts_with(self.root)
+                            || self.link_roots.iter().any(|r| t.starts_with(r));
                         if !inside {
-                            self.out.skipped.insert(path, SkipReason::SymlinkOutsideRoot(t));
+                            self.out
+                                .skipped
+                                .insert(path, SkipReason::SymlinkOutsideRoot(t));
                             continue;
                         }
                         t
@@ -391,7 +469,8 @@ impl WalkCtx<'_> {
             } else if ft.is_file() {
                 path.clone()
             } else {
-                let _ = ft.is_block_device() || ft.is_char_device() || ft.is_fifo() || ft.is_socket();
+                let _ =
+                    ft.is_block_device() || ft.is_char_device() || ft.is_fifo() || ft.is_socket();
                 self.out.skipped.insert(path, SkipReason::NotRegularFile);
                 continue;
             };
@@ -402,7 +481,9 @@ impl WalkCtx<'_> {
             match self.load(&target) {
                 Ok((stamp, data, digest)) => {
                     if stamp.size > self.config.max_file_bytes {
-                        self.out.skipped.insert(path, SkipReason::TooLarge(self.config.max_file_bytes));
+                        self.out
+                            .skipped
+                            .insert(path, SkipReason::TooLarge(self.config.max_file_bytes));
                         continue;
                     }
                     if self.out.total_bytes + stamp.size > self.config.max_total_bytes {
@@ -413,18 +494,34 @@ impl WalkCtx<'_> {
                     self.out.total_bytes += stamp.size;
                     self.out.stamps.insert(name.clone(), stamp);
                     let modified = SystemTime::UNIX_EPOCH
-                        .checked_add(Duration::new(stamp.mtime.max(0) as u64, stamp.mtime_nsec.clamp(0, 999_999_999) as u32))
+                        .checked_add(Duration::new(
+                            stamp.mtime.max(0) as u64,
+                            stamp.mtime_nsec.clamp(0, 999_999_999) as u32,
+                        ))
                         .unwrap_or(SystemTime::UNIX_EPOCH);
-                    self.out.files.insert(name.clone(), BootFile { name, data, modified, digest, origin: Arc::from(target.as_path()) });
+                    self.out.files.insert(
+                        name.clone(),
+                        BootFile {
+                            name,
+                            data,
+                            modified,
+                            digest,
+                            origin: Arc::from(target.as_path()),
+                        },
+                    );
                 }
                 Err(LoadError::Skip(why)) => {
                     // Keep serving the previous version of a file caught mid-write.
                     if why == SkipReason::ChangingWhileRead
-                        && let (Some(old), Some(st)) = (self.prev.files.get(name.as_str()), self.prev.stamps.get(name.as_str())) {
-                            self.out.total_bytes += old.size();
-                            self.out.stamps.insert(old.name.clone(), *st);
-                            self.out.files.insert(old.name.clone(), old.clone());
-                        }
+                        && let (Some(old), Some(st)) = (
+                            self.prev.files.get(name.as_str()),
+                            self.prev.stamps.get(name.as_str()),
+                        )
+                    {
+                        self.out.total_bytes += old.size();
+                        self.out.stamps.insert(old.name.clone(), *st);
+                        self.out.files.insert(old.name.clone(), old.clone());
+                    }
                     self.out.skipped.insert(path, why);
                 }
             }
@@ -439,13 +536,17 @@ impl WalkCtx<'_> {
             .custom_flags(nix_o_nofollow())
             .open(target)
             .map_err(|e| LoadError::Skip(SkipReason::ReadError(e.to_string())))?;
-        let meta = file.metadata().map_err(|e| LoadError::Skip(SkipReason::ReadError(e.to_string())))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| LoadError::Skip(SkipReason::ReadError(e.to_string())))?;
         if !meta.file_type().is_file() {
             return Err(LoadError::Skip(SkipReason::NotRegularFile));
         }
         let stamp = Stamp::of(&meta);
         if stamp.size > self.config.max_file_bytes {
-            return Err(LoadError::Skip(SkipReason::TooLarge(self.config.max_file_bytes)));
+            return Err(LoadError::Skip(SkipReason::TooLarge(
+                self.config.max_file_bytes,
+            )));
         }
         if let Some((data, digest)) = self.fresh.get(&stamp).or_else(|| self.by_stamp.get(&stamp)) {
             let r = (stamp, data.clone(), *digest);
@@ -457,7 +558,9 @@ impl WalkCtx<'_> {
             .take(self.config.max_file_bytes + 1)
             .read_to_end(&mut buf)
             .map_err(|e| LoadError::Skip(SkipReason::ReadError(e.to_string())))?;
-        let after = file.metadata().map_err(|e| LoadError::Skip(SkipReason::ReadError(e.to_string())))?;
+        let after = file
+            .metadata()
+            .map_err(|e| LoadError::Skip(SkipReason::ReadError(e.to_string())))?;
         if Stamp::of(&after) != stamp || buf.len() as u64 != stamp.size {
             return Err(LoadError::Skip(SkipReason::ChangingWhileRead));
         }
@@ -495,7 +598,13 @@ mod tests {
 
     fn config(dirs: &[&Path]) -> CatalogueConfig {
         CatalogueConfig {
-            dirs: dirs.iter().map(|p| SourceDir { path: p.to_path_buf(), max_depth: 2 }).collect(),
+            dirs: dirs
+                .iter()
+                .map(|p| SourceDir {
+                    path: p.to_path_buf(),
+                    max_depth: 2,
+                })
+                .collect(),
             link_roots: vec![],
             ..CatalogueConfig::default()
         }
@@ -514,7 +623,10 @@ mod tests {
         symlink(outside.path().join("secret"), r.join("leak")).unwrap();
         symlink("/dev/null", r.join("null")).unwrap();
         symlink("missing", r.join("dangling")).unwrap();
-        let st = std::process::Command::new("mkfifo").arg(r.join("fifo")).status().expect("mkfifo (coreutils)");
+        let st = std::process::Command::new("mkfifo")
+            .arg(r.join("fifo"))
+            .status()
+            .expect("mkfifo (coreutils)");
         assert!(st.success());
         symlink(outside.path(), r.join("outdir")).unwrap();
 
@@ -523,13 +635,31 @@ mod tests {
         let mut names: Vec<_> = snap.files.keys().map(|k| k.to_string()).collect();
         names.sort();
         assert_eq!(names, ["ipxe.efi", "qemu/pxe-virtio.rom", "virtio-net.rom"]);
-        assert_eq!(cat.get("ipxe.efi").unwrap().data, Bytes::from_static(b"EFI"));
+        assert_eq!(
+            cat.get("ipxe.efi").unwrap().data,
+            Bytes::from_static(b"EFI")
+        );
         // The alias shares the buffer.
-        assert_eq!(cat.get("virtio-net.rom").unwrap().data.as_ptr(), cat.get("qemu/pxe-virtio.rom").unwrap().data.as_ptr());
-        assert!(matches!(snap.skipped.get(&r.join("leak")), Some(SkipReason::SymlinkOutsideRoot(_))));
-        assert!(matches!(snap.skipped.get(&r.join("null")), Some(SkipReason::SymlinkOutsideRoot(_))));
-        assert_eq!(snap.skipped.get(&r.join("dangling")), Some(&SkipReason::DanglingSymlink));
-        assert_eq!(snap.skipped.get(&r.join("fifo")), Some(&SkipReason::NotRegularFile));
+        assert_eq!(
+            cat.get("virtio-net.rom").unwrap().data.as_ptr(),
+            cat.get("qemu/pxe-virtio.rom").unwrap().data.as_ptr()
+        );
+        assert!(matches!(
+            snap.skipped.get(&r.join("leak")),
+            Some(SkipReason::SymlinkOutsideRoot(_))
+        ));
+        assert!(matches!(
+            snap.skipped.get(&r.join("null")),
+            Some(SkipReason::SymlinkOutsideRoot(_))
+        ));
+        assert_eq!(
+            snap.skipped.get(&r.join("dangling")),
+            Some(&SkipReason::DanglingSymlink)
+        );
+        assert_eq!(
+            snap.skipped.get(&r.join("fifo")),
+            Some(&SkipReason::NotRegularFile)
+        );
         assert!(cat.get("outdir/secret").is_none());
         assert!(cat.get("leak").is_none());
     }
@@ -543,7 +673,10 @@ mod tests {
         let mut c = config(&[root.path()]);
         assert!(Catalogue::load(c.clone()).get("ipxe.efi").is_none());
         c.link_roots = vec![boot.path().to_path_buf()];
-        assert_eq!(Catalogue::load(c).get("ipxe.efi").unwrap().data, Bytes::from_static(b"real"));
+        assert_eq!(
+            Catalogue::load(c).get("ipxe.efi").unwrap().data,
+            Bytes::from_static(b"real")
+        );
     }
 
     #[test]
@@ -554,8 +687,14 @@ mod tests {
         std::fs::write(stock.path().join("ipxe.efi"), b"debian").unwrap();
         std::fs::write(stock.path().join("undionly.kpxe"), b"undi").unwrap();
         let cat = Catalogue::load(config(&[operator.path(), stock.path()]));
-        assert_eq!(cat.get("ipxe.efi").unwrap().data, Bytes::from_static(b"tinkerbell"));
-        assert_eq!(cat.get("undionly.kpxe").unwrap().data, Bytes::from_static(b"undi"));
+        assert_eq!(
+            cat.get("ipxe.efi").unwrap().data,
+            Bytes::from_static(b"tinkerbell")
+        );
+        assert_eq!(
+            cat.get("undionly.kpxe").unwrap().data,
+            Bytes::from_static(b"undi")
+        );
     }
 
     #[test]
@@ -574,14 +713,25 @@ mod tests {
         std::fs::remove_file(r.join("b")).unwrap();
         std::fs::write(r.join("c"), b"new").unwrap();
         let rep = cat.rescan();
-        assert_eq!(rep, ScanReport { added: vec!["c".into()], changed: vec!["a".into()], removed: vec!["b".into()] });
+        assert_eq!(
+            rep,
+            ScanReport {
+                added: vec!["c".into()],
+                changed: vec!["a".into()],
+                removed: vec!["b".into()]
+            }
+        );
         assert_eq!(cat.get("a").unwrap().data, Bytes::from_static(b"two!"));
         assert!(cat.snapshot().generation > gen0);
         let _ = b_ptr;
 
         let c_ptr = cat.get("c").unwrap().data.as_ptr();
         cat.rescan();
-        assert_eq!(cat.get("c").unwrap().data.as_ptr(), c_ptr, "unchanged file is not reread");
+        assert_eq!(
+            cat.get("c").unwrap().data.as_ptr(),
+            c_ptr,
+            "unchanged file is not reread"
+        );
     }
 
     #[test]
@@ -595,7 +745,10 @@ mod tests {
         let cat = Catalogue::load(c);
         assert!(cat.get("big").is_none());
         assert!(cat.get("small").is_some());
-        assert_eq!(cat.snapshot().skipped.get(&r.join("big")), Some(&SkipReason::TooLarge(50)));
+        assert_eq!(
+            cat.snapshot().skipped.get(&r.join("big")),
+            Some(&SkipReason::TooLarge(50))
+        );
     }
 
     #[test]

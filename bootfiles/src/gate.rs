@@ -53,7 +53,10 @@ pub enum Decision {
     /// Serve. `machine` names the matched record (for logs), if any.
     Allow { machine: Option<String> },
     /// Refuse, naming the record when there is one.
-    Refuse { reason: Refusal, machine: Option<String> },
+    Refuse {
+        reason: Refusal,
+        machine: Option<String>,
+    },
 }
 
 impl Decision {
@@ -75,28 +78,45 @@ pub struct Identity<'a> {
 pub fn decide(id: &Identity<'_>, unknown: UnknownClients) -> Decision {
     let mut matched: Option<String> = None;
     let checks = [
-        id.by_mac.zip(id.mac).map(|(hw, mac)| (hw, interface_allows_by_mac(hw, mac))),
-        id.by_ip.zip(id.ip).map(|(hw, ip)| (hw, interface_allows_by_ip(hw, ip))),
+        id.by_mac
+            .zip(id.mac)
+            .map(|(hw, mac)| (hw, interface_allows_by_mac(hw, mac))),
+        id.by_ip
+            .zip(id.ip)
+            .map(|(hw, ip)| (hw, interface_allows_by_ip(hw, ip))),
     ];
     for (hw, allow_pxe) in checks.into_iter().flatten() {
         let name = Some(record_name(hw));
         if hw.disabled {
-            return Decision::Refuse { reason: Refusal::Disabled, machine: name };
+            return Decision::Refuse {
+                reason: Refusal::Disabled,
+                machine: name,
+            };
         }
         if allow_pxe == Some(false) {
-            return Decision::Refuse { reason: Refusal::PxeNotAllowed, machine: name };
+            return Decision::Refuse {
+                reason: Refusal::PxeNotAllowed,
+                machine: name,
+            };
         }
         matched = matched.or(name);
     }
     match (matched, unknown) {
         (Some(m), _) => Decision::Allow { machine: Some(m) },
         (None, UnknownClients::Serve) => Decision::Allow { machine: None },
-        (None, UnknownClients::Refuse) => Decision::Refuse { reason: Refusal::UnknownClient, machine: None },
+        (None, UnknownClients::Refuse) => Decision::Refuse {
+            reason: Refusal::UnknownClient,
+            machine: None,
+        },
     }
 }
 
 fn record_name(hw: &Hardware) -> String {
-    if hw.name.is_empty() { hw.id.clone() } else { hw.name.clone() }
+    if hw.name.is_empty() {
+        hw.id.clone()
+    } else {
+        hw.name.clone()
+    }
 }
 
 /// `allow_pxe` of the interface that owns `mac` (absent ≠ false).
@@ -129,17 +149,40 @@ pub async fn check(
     lookup_timeout: Duration,
 ) -> Decision {
     let Some(cache) = cache else {
-        return decide(&Identity { mac, ip, ..Default::default() }, unknown);
+        return decide(
+            &Identity {
+                mac,
+                ip,
+                ..Default::default()
+            },
+            unknown,
+        );
     };
     let by_mac: Option<Arc<Hardware>> = match mac {
-        Some(m) => tokio::time::timeout(lookup_timeout, cache.by_mac_or_fetch(m)).await.ok().and_then(|r| r.ok()).flatten(),
+        Some(m) => tokio::time::timeout(lookup_timeout, cache.by_mac_or_fetch(m))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten(),
         None => None,
     };
     let by_ip: Option<Arc<Hardware>> = match ip {
-        Some(a) => tokio::time::timeout(lookup_timeout, cache.by_ip_or_fetch(a)).await.ok().and_then(|r| r.ok()).flatten(),
+        Some(a) => tokio::time::timeout(lookup_timeout, cache.by_ip_or_fetch(a))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten(),
         None => None,
     };
-    decide(&Identity { mac, by_mac: by_mac.as_deref(), ip, by_ip: by_ip.as_deref() }, unknown)
+    decide(
+        &Identity {
+            mac,
+            by_mac: by_mac.as_deref(),
+            ip,
+            by_ip: by_ip.as_deref(),
+        },
+        unknown,
+    )
 }
 
 #[cfg(test)]
@@ -153,8 +196,14 @@ mod tests {
             disabled,
             interfaces: vec![Interface {
                 mac: mac.into(),
-                dhcp: Some(Dhcp { ip: ip.into(), ..Default::default() }),
-                netboot: Some(Netboot { allow_pxe, ..Default::default() }),
+                dhcp: Some(Dhcp {
+                    ip: ip.into(),
+                    ..Default::default()
+                }),
+                netboot: Some(Netboot {
+                    allow_pxe,
+                    ..Default::default()
+                }),
             }],
             ..Default::default()
         }
@@ -165,29 +214,68 @@ mod tests {
 
     #[test]
     fn unknown_clients_follow_policy() {
-        let id = Identity { mac: Some(MAC), ip: Some(IP), ..Default::default() };
-        assert_eq!(decide(&id, UnknownClients::Serve), Decision::Allow { machine: None });
+        let id = Identity {
+            mac: Some(MAC),
+            ip: Some(IP),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&id, UnknownClients::Serve),
+            Decision::Allow { machine: None }
+        );
         assert_eq!(
             decide(&id, UnknownClients::Refuse),
-            Decision::Refuse { reason: Refusal::UnknownClient, machine: None }
+            Decision::Refuse {
+                reason: Refusal::UnknownClient,
+                machine: None
+            }
         );
     }
 
     #[test]
     fn allow_pxe_absent_is_not_false() {
         let h = hw("52:54:00:00:00:01", "10.0.0.5", None, false);
-        let id = Identity { mac: Some(MAC), by_mac: Some(&h), ..Default::default() };
-        assert_eq!(decide(&id, UnknownClients::Refuse), Decision::Allow { machine: Some("m-52:54:00:00:00:01".into()) });
+        let id = Identity {
+            mac: Some(MAC),
+            by_mac: Some(&h),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&id, UnknownClients::Refuse),
+            Decision::Allow {
+                machine: Some("m-52:54:00:00:00:01".into())
+            }
+        );
     }
 
     #[test]
     fn refusals_by_mac_or_ip() {
         let off = hw("52:54:00:00:00:01", "10.0.0.5", Some(false), false);
         let disabled = hw("52:54:00:00:00:01", "10.0.0.5", Some(true), true);
-        let by_mac = Identity { mac: Some(MAC), by_mac: Some(&off), ..Default::default() };
-        assert!(matches!(decide(&by_mac, UnknownClients::Serve), Decision::Refuse { reason: Refusal::PxeNotAllowed, .. }));
-        let by_ip = Identity { ip: Some(IP), by_ip: Some(&disabled), ..Default::default() };
-        assert!(matches!(decide(&by_ip, UnknownClients::Serve), Decision::Refuse { reason: Refusal::Disabled, .. }));
+        let by_mac = Identity {
+            mac: Some(MAC),
+            by_mac: Some(&off),
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(&by_mac, UnknownClients::Serve),
+            Decision::Refuse {
+                reason: Refusal::PxeNotAllowed,
+                ..
+            }
+        ));
+        let by_ip = Identity {
+            ip: Some(IP),
+            by_ip: Some(&disabled),
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(&by_ip, UnknownClients::Serve),
+            Decision::Refuse {
+                reason: Refusal::Disabled,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -195,8 +283,19 @@ mod tests {
         let ok = hw("52:54:00:00:00:01", "10.0.0.9", Some(true), false);
         let off = hw("52:54:00:00:00:02", "10.0.0.5", Some(false), false);
         // The path names an allowed machine, but the request comes from a refused one.
-        let id = Identity { mac: Some(MAC), by_mac: Some(&ok), ip: Some(IP), by_ip: Some(&off) };
-        assert!(matches!(decide(&id, UnknownClients::Serve), Decision::Refuse { reason: Refusal::PxeNotAllowed, .. }));
+        let id = Identity {
+            mac: Some(MAC),
+            by_mac: Some(&ok),
+            ip: Some(IP),
+            by_ip: Some(&off),
+        };
+        assert!(matches!(
+            decide(&id, UnknownClients::Serve),
+            Decision::Refuse {
+                reason: Refusal::PxeNotAllowed,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -206,11 +305,22 @@ mod tests {
         h.interfaces.push(Interface {
             mac: "52:54:00:00:00:02".into(),
             dhcp: None,
-            netboot: Some(Netboot { allow_pxe: Some(false), ..Default::default() }),
+            netboot: Some(Netboot {
+                allow_pxe: Some(false),
+                ..Default::default()
+            }),
         });
-        let id = Identity { mac: Some(MAC), by_mac: Some(&h), ..Default::default() };
+        let id = Identity {
+            mac: Some(MAC),
+            by_mac: Some(&h),
+            ..Default::default()
+        };
         assert!(decide(&id, UnknownClients::Serve).is_allowed());
-        let other = Identity { mac: Some(MacAddr([0x52, 0x54, 0, 0, 0, 2])), by_mac: Some(&h), ..Default::default() };
+        let other = Identity {
+            mac: Some(MacAddr([0x52, 0x54, 0, 0, 0, 2])),
+            by_mac: Some(&h),
+            ..Default::default()
+        };
         assert!(!decide(&other, UnknownClients::Serve).is_allowed());
     }
 }

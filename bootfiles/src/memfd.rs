@@ -11,10 +11,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// A memfd named `name` (shown in `/proc/<pid>/fd`), filled by `fill` and sealed against
 /// any change of content or size.
-pub fn sealed(name: &CStr, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<OwnedFd> {
+pub fn sealed(
+    name: &CStr,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<OwnedFd> {
     use nix::libc;
     // SAFETY: a valid C string and flags; the returned descriptor is checked.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

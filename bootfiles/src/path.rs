@@ -66,14 +66,20 @@ pub fn parse_request_path(raw: &str) -> Result<RequestPath, PathError> {
     }
     let (rest, traceparent) = split_traceparent(raw);
     let (mac, name) = match rest.split_once('/') {
-        Some((first, tail)) if first.len() == 12 || first.len() == 17 => match MacAddr::parse(first) {
-            Ok(m) => (Some(m), tail),
-            Err(_) => (None, rest),
-        },
+        Some((first, tail)) if first.len() == 12 || first.len() == 17 => {
+            match MacAddr::parse(first) {
+                Ok(m) => (Some(m), tail),
+                Err(_) => (None, rest),
+            }
+        }
         _ => (None, rest),
     };
     check_relative(name)?;
-    Ok(RequestPath { mac, name: name.to_string(), traceparent })
+    Ok(RequestPath {
+        mac,
+        name: name.to_string(),
+        traceparent,
+    })
 }
 
 /// Lexical confinement of a relative name: every component non-empty, not `.` or `..`.
@@ -138,7 +144,14 @@ mod tests {
     #[test]
     fn plain_file() {
         let p = parse_request_path("ipxe.efi").unwrap();
-        assert_eq!(p, RequestPath { mac: None, name: "ipxe.efi".into(), traceparent: None });
+        assert_eq!(
+            p,
+            RequestPath {
+                mac: None,
+                name: "ipxe.efi".into(),
+                traceparent: None
+            }
+        );
     }
 
     #[test]
@@ -165,7 +178,12 @@ mod tests {
     fn traceparent_header_values() {
         let tp = TraceParent::from_header(&format!(" {TP}\t")).unwrap();
         assert_eq!(tp.to_string(), TP);
-        let (upper, v01, longer, prefixed) = (TP.to_uppercase(), format!("01{}", &TP[2..]), format!("{TP}-00"), format!("x{TP}"));
+        let (upper, v01, longer, prefixed) = (
+            TP.to_uppercase(),
+            format!("01{}", &TP[2..]),
+            format!("{TP}-00"),
+            format!("x{TP}"),
+        );
         let bads: [&str; 6] = ["", "00-abc", &upper, &v01, &longer, &prefixed];
         for bad in bads {
             assert_eq!(TraceParent::from_header(bad), None, "{bad:?}");
@@ -185,7 +203,12 @@ mod tests {
             assert!(p.traceparent.is_none());
         }
         // The suffix alone is not a file.
-        assert!(parse_request_path(&format!("-{TP}")).unwrap().traceparent.is_none());
+        assert!(
+            parse_request_path(&format!("-{TP}"))
+                .unwrap()
+                .traceparent
+                .is_none()
+        );
         let zero = format!("ipxe.efi-00-{}-{}-00", "0".repeat(32), "0".repeat(16));
         let p = parse_request_path(&zero).unwrap();
         assert_eq!(p.name, "ipxe.efi");
@@ -218,7 +241,10 @@ mod tests {
         ] {
             assert_eq!(parse_request_path(s), Err(e), "{s:?}");
         }
-        assert_eq!(parse_request_path(&"a".repeat(MAX_PATH_LEN + 1)), Err(PathError::TooLong));
+        assert_eq!(
+            parse_request_path(&"a".repeat(MAX_PATH_LEN + 1)),
+            Err(PathError::TooLong)
+        );
     }
 
     proptest! {

@@ -72,7 +72,9 @@ impl BootTraces {
 
     /// Remembers the context a reply handed to `mac`.
     pub fn record(&self, mac: [u8; 6], xid: u32, context: TraceParent, now: Instant) {
-        let Ok(mut shard) = self.shard(&mac).lock() else { return };
+        let Ok(mut shard) = self.shard(&mac).lock() else {
+            return;
+        };
         if shard.len() >= self.per_shard && !shard.contains_key(&mac) {
             let ttl = self.ttl;
             shard.retain(|_, e| now.saturating_duration_since(e.at) <= ttl);
@@ -82,12 +84,22 @@ impl BootTraces {
                 shard.remove(&victim);
             }
         }
-        shard.insert(mac, Entry { context, xid, at: now });
+        shard.insert(
+            mac,
+            Entry {
+                context,
+                xid,
+                at: now,
+            },
+        );
     }
 
     /// MACs remembered now.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map(|m| m.len()).unwrap_or(0)).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,15 +117,31 @@ mod tests {
     fn firmware_then_ipxe_is_one_trace() {
         let t = BootTraces::default();
         let now = Instant::now();
-        assert_eq!(t.parent(MAC, 7, false, now), None, "a first DISCOVER starts a trace");
+        assert_eq!(
+            t.parent(MAC, 7, false, now),
+            None,
+            "a first DISCOVER starts a trace"
+        );
         let offer = TraceParent::new_root();
         t.record(MAC, 7, offer, now);
-        assert_eq!(t.parent(MAC, 7, false, now), Some(offer), "the REQUEST of the same exchange continues it");
+        assert_eq!(
+            t.parent(MAC, 7, false, now),
+            Some(offer),
+            "the REQUEST of the same exchange continues it"
+        );
         let ack = offer.new_child();
         t.record(MAC, 7, ack, now);
         let later = now + Duration::from_secs(20);
-        assert_eq!(t.parent(MAC, 99, true, later), Some(ack), "iPXE's DHCP continues the firmware's");
-        assert_eq!(t.parent(MAC, 99, false, later), None, "firmware with a new xid is a new boot");
+        assert_eq!(
+            t.parent(MAC, 99, true, later),
+            Some(ack),
+            "iPXE's DHCP continues the firmware's"
+        );
+        assert_eq!(
+            t.parent(MAC, 99, false, later),
+            None,
+            "firmware with a new xid is a new boot"
+        );
     }
 
     #[test]
@@ -131,10 +159,24 @@ mod tests {
         let now = Instant::now();
         for i in 0..10_000u32 {
             let b = i.to_be_bytes();
-            t.record([2, 0, b[0], b[1], b[2], b[3]], i, TraceParent::new_root(), now);
+            t.record(
+                [2, 0, b[0], b[1], b[2], b[3]],
+                i,
+                TraceParent::new_root(),
+                now,
+            );
         }
         assert!(t.len() <= 32, "{}", t.len());
         let last = 9_999u32.to_be_bytes();
-        assert!(t.parent([2, 0, last[0], last[1], last[2], last[3]], 9_999, false, now).is_some(), "the newest entry is kept");
+        assert!(
+            t.parent(
+                [2, 0, last[0], last[1], last[2], last[3]],
+                9_999,
+                false,
+                now
+            )
+            .is_some(),
+            "the newest entry is kept"
+        );
     }
 }

@@ -18,7 +18,12 @@ use crate::netboot::{BootFiles, Endpoints};
 pub struct Config {
     /// reservation: addresses + boot info for registered MACs. proxy: boot info only
     /// (ProxyDHCP, plus the PXE boot-server port 4011).
-    #[arg(long, env = "IRONBOOT_DHCP_MODE", value_enum, default_value = "reservation")]
+    #[arg(
+        long,
+        env = "IRONBOOT_DHCP_MODE",
+        value_enum,
+        default_value = "reservation"
+    )]
     pub mode: Mode,
 
     /// UDP port to listen on (clients always send to 67; change only for tests/relays).
@@ -27,7 +32,11 @@ pub struct Config {
 
     /// Serve only these interfaces (repeat, or comma-separate in the variable). Default:
     /// every interface.
-    #[arg(long = "interface", env = "IRONBOOT_DHCP_INTERFACES", value_delimiter = ',')]
+    #[arg(
+        long = "interface",
+        env = "IRONBOOT_DHCP_INTERFACES",
+        value_delimiter = ','
+    )]
     pub interfaces: Vec<String>,
 
     /// Server identifier (option 54) to advertise. Default: the address of the
@@ -60,7 +69,11 @@ pub struct Config {
 
     /// Per-architecture binary overrides, ARCH=FILE (option 93 number), e.g.
     /// 7=snponly.efi. Defaults: 0 undionly.kpxe; 6,7,9,15,16 ipxe.efi; 10,11,18,19 snp.efi.
-    #[arg(long = "boot-file", env = "IRONBOOT_DHCP_BOOT_FILES", value_delimiter = ',')]
+    #[arg(
+        long = "boot-file",
+        env = "IRONBOOT_DHCP_BOOT_FILES",
+        value_delimiter = ','
+    )]
     pub boot_files: Vec<String>,
 
     /// Worker threads per socket. One serves over 15,000 DORA/s; more share the socket,
@@ -83,7 +96,11 @@ pub struct Config {
     pub miss_queue: usize,
 
     /// Unregistered MACs remembered for `/unregistered` (least recently seen dropped).
-    #[arg(long, env = "IRONBOOT_DHCP_UNREGISTERED_CAPACITY", default_value_t = 4096)]
+    #[arg(
+        long,
+        env = "IRONBOOT_DHCP_UNREGISTERED_CAPACITY",
+        default_value_t = 4096
+    )]
     pub unregistered_capacity: usize,
 
     /// How often one unregistered MAC is logged again.
@@ -98,7 +115,11 @@ pub struct Config {
     pub trace_context: bool,
 
     /// Admin HTTP listener: /metrics, /healthz, /unregistered.
-    #[arg(long, env = "IRONBOOT_DHCP_ADMIN_LISTEN", default_value = "127.0.0.1:9067")]
+    #[arg(
+        long,
+        env = "IRONBOOT_DHCP_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9067"
+    )]
     pub admin_listen: SocketAddr,
 
     /// Validate the configuration, print a summary and exit.
@@ -113,8 +134,14 @@ pub struct Config {
 }
 
 fn validate_lease(s: &str) -> Result<u32, String> {
-    let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if (60..=31_536_000).contains(&v) { Ok(v) } else { Err(format!("{v}: a lease is 60 to 31536000 seconds")) }
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (60..=31_536_000).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v}: a lease is 60 to 31536000 seconds"))
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -128,7 +155,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (s, 1.0)
     };
-    let n: f64 = n.parse().map_err(|_| format!("{s:?}: expected a duration like 60s, 500ms or 5m"))?;
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 60s, 500ms or 5m"))?;
     Ok(Duration::from_secs_f64(n * mult))
 }
 
@@ -144,7 +173,11 @@ impl Config {
             // Resolved per packet: the server identifier on that link, port 8080.
             None => String::new(),
         };
-        if self.ipxe_user_classes.iter().any(|c| c.is_empty() || c.len() > 255) {
+        if self
+            .ipxe_user_classes
+            .iter()
+            .any(|c| c.is_empty() || c.len() > 255)
+        {
             return Err("--ipxe-user-class: each class is 1 to 255 bytes".into());
         }
         if self.workers == 0 || self.workers > 64 {

@@ -91,7 +91,11 @@ impl Silence {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
-    Reply { reply: Reply, client: Client, boot: Option<BootAnswer> },
+    Reply {
+        reply: Reply,
+        client: Client,
+        boot: Option<BootAnswer>,
+    },
     Silent(Silence),
 }
 
@@ -150,9 +154,18 @@ impl Reservation {
         let d = iface.dhcp.as_ref()?;
         let ip: Ipv4Addr = d.ip.parse().ok()?;
         let mask: Ipv4Addr = d.netmask.parse().ok()?;
-        let lease_secs = Some(d.lease_time).filter(|l| *l > 0).unwrap_or(s.default_lease_secs).max(60);
+        let lease_secs = Some(d.lease_time)
+            .filter(|l| *l > 0)
+            .unwrap_or(s.default_lease_secs)
+            .max(60);
         let network = OptionList::from(&lease_options(iface, ip, mask, s));
-        Some(Reservation { ip, mask, lease_secs, netboot: netboot_allowed(hw, iface), network })
+        Some(Reservation {
+            ip,
+            mask,
+            lease_secs,
+            netboot: netboot_allowed(hw, iface),
+            network,
+        })
     }
 }
 
@@ -167,7 +180,11 @@ pub struct Known {
 
 impl Known {
     pub fn of(hw: Arc<Hardware>, mac: &MacAddr, s: &Settings) -> Known {
-        let reservation = if s.mode == Mode::Reservation { Reservation::of(&hw, mac, s) } else { None };
+        let reservation = if s.mode == Mode::Reservation {
+            Reservation::of(&hw, mac, s)
+        } else {
+            None
+        };
         Known { hw, reservation }
     }
 }
@@ -180,9 +197,17 @@ pub fn decide(req: &Request<'_>, hw: Option<&Hardware>, at: &Arrival, s: &Settin
 /// (`Some(Reservation::of(hw, mac, s).as_ref())`, which the registry cache keeps per
 /// record version); `None` works it out here, and so does `Some(None)` (to tell a record
 /// without this MAC's interface from one without a reservation on it).
-pub fn decide_with(req: &Request<'_>, hw: Option<&Hardware>, worked_out: Option<Option<&Reservation>>, at: &Arrival, s: &Settings) -> Decision {
+pub fn decide_with(
+    req: &Request<'_>,
+    hw: Option<&Hardware>,
+    worked_out: Option<Option<&Reservation>>,
+    at: &Arrival,
+    s: &Settings,
+) -> Decision {
     let mac = MacAddr(req.chaddr);
-    let Some(hw) = hw else { return Decision::Silent(Silence::UnknownMac) };
+    let Some(hw) = hw else {
+        return Decision::Silent(Silence::UnknownMac);
+    };
     let client = classify(req, &s.ipxe_user_classes);
     let computed;
     let r = match (s.mode, worked_out) {
@@ -190,7 +215,9 @@ pub fn decide_with(req: &Request<'_>, hw: Option<&Hardware>, worked_out: Option<
         // (UnknownMac) and "no reservation on it" are different silences.
         (Mode::Reservation, Some(Some(r))) => Some(r),
         _ => {
-            let Some(iface) = interface(hw, &mac) else { return Decision::Silent(Silence::UnknownMac) };
+            let Some(iface) = interface(hw, &mac) else {
+                return Decision::Silent(Silence::UnknownMac);
+            };
             if s.mode == Mode::Proxy {
                 return proxy(req, hw, iface, client, at, s);
             }
@@ -201,7 +228,14 @@ pub fn decide_with(req: &Request<'_>, hw: Option<&Hardware>, worked_out: Option<
     reservation(req, hw, r, client, at, s)
 }
 
-fn reservation(req: &Request<'_>, hw: &Hardware, r: Option<&Reservation>, client: Client, at: &Arrival, s: &Settings) -> Decision {
+fn reservation(
+    req: &Request<'_>,
+    hw: &Hardware,
+    r: Option<&Reservation>,
+    client: Client,
+    at: &Arrival,
+    s: &Settings,
+) -> Decision {
     use MessageType::*;
     let Some(r) = r else {
         return Decision::Silent(Silence::NoReservation);
@@ -224,10 +258,11 @@ fn reservation(req: &Request<'_>, hw: &Hardware, r: Option<&Reservation>, client
         Request => {
             let selecting = req.server_id();
             if let Some(sid) = selecting
-                && sid != at.server_id {
-                    // The client chose another server's offer.
-                    return Decision::Silent(Silence::OtherServer);
-                }
+                && sid != at.server_id
+            {
+                // The client chose another server's offer.
+                return Decision::Silent(Silence::OtherServer);
+            }
             let asked = if selecting.is_some() || req.requested_ip().is_some() {
                 // SELECTING or INIT-REBOOT: option 50 carries the address.
                 req.requested_ip().unwrap_or(req.ciaddr)
@@ -235,7 +270,11 @@ fn reservation(req: &Request<'_>, hw: &Hardware, r: Option<&Reservation>, client
                 // RENEWING / REBINDING: ciaddr carries it.
                 req.ciaddr
             };
-            if asked == ip { (Ack, ip) } else { return nak(req, at) }
+            if asked == ip {
+                (Ack, ip)
+            } else {
+                return nak(req, at);
+            }
         }
         Inform => (Ack, Ipv4Addr::UNSPECIFIED),
         Release => return Decision::Silent(Silence::Released),
@@ -257,26 +296,45 @@ fn reservation(req: &Request<'_>, hw: &Hardware, r: Option<&Reservation>, client
     }
     // Only a netboot client's reply reads the record itself (its boot overrides).
     let boot = if r.netboot && client.is_netboot() {
-        interface(hw, &MacAddr(req.chaddr)).and_then(|iface| boot_options(&mut reply, req, client, iface, at, s))
+        interface(hw, &MacAddr(req.chaddr))
+            .and_then(|iface| boot_options(&mut reply, req, client, iface, at, s))
     } else {
         None
     };
     finish(&mut reply, req, &r.network);
-    Decision::Reply { reply, client, boot }
+    Decision::Reply {
+        reply,
+        client,
+        boot,
+    }
 }
 
 fn nak(req: &Request<'_>, at: &Arrival) -> Decision {
     let mut reply = Reply::to(req, MessageType::Nak);
     reply.set(code::SERVER_ID, at.server_id.octets());
-    reply.set(code::MESSAGE, b"requested address is not this machine's reservation");
+    reply.set(
+        code::MESSAGE,
+        b"requested address is not this machine's reservation",
+    );
     // RFC 2131 §4.3.2: a NAK to a relayed client sets the broadcast bit.
     if !req.giaddr.is_unspecified() {
         reply.flags |= 0x8000;
     }
-    Decision::Reply { reply, client: Client::Plain, boot: None }
+    Decision::Reply {
+        reply,
+        client: Client::Plain,
+        boot: None,
+    }
 }
 
-fn proxy(req: &Request<'_>, hw: &Hardware, iface: &Interface, client: Client, at: &Arrival, s: &Settings) -> Decision {
+fn proxy(
+    req: &Request<'_>,
+    hw: &Hardware,
+    iface: &Interface,
+    client: Client,
+    at: &Arrival,
+    s: &Settings,
+) -> Decision {
     use MessageType::*;
     if !client.is_netboot() {
         return Decision::Silent(Silence::NotNetboot);
@@ -300,7 +358,11 @@ fn proxy(req: &Request<'_>, hw: &Hardware, iface: &Interface, client: Client, at
     reply.set(code::SERVER_ID, at.server_id.octets());
     let boot = boot_options(&mut reply, req, client, iface, at, s);
     finish(&mut reply, req, &OptionList::default());
-    Decision::Reply { reply, client, boot }
+    Decision::Reply {
+        reply,
+        client,
+        boot,
+    }
 }
 
 /// Adds next-server, file and the boot options; returns what the client was told.
@@ -317,14 +379,26 @@ fn boot_options(
     }
     let nb = iface.netboot.as_ref();
     let file_override = nb.map(|n| n.ipxe_binary.as_str()).filter(|f| !f.is_empty());
-    let script_override = nb.and_then(|n| n.ipxe.as_ref()).map(|i| i.url.as_str()).filter(|u| !u.is_empty());
+    let script_override = nb
+        .and_then(|n| n.ipxe.as_ref())
+        .map(|i| i.url.as_str())
+        .filter(|u| !u.is_empty());
     let mac = MacAddr(req.chaddr).to_string();
     let endpoints = if s.endpoints.http.is_empty() {
-        Endpoints { http: format!("{}:8080", at.server_id) }
+        Endpoints {
+            http: format!("{}:8080", at.server_id),
+        }
     } else {
         s.endpoints.clone()
     };
-    let answer = boot_answer(client, &mac, &s.boot_files, &endpoints, file_override, script_override)?;
+    let answer = boot_answer(
+        client,
+        &mac,
+        &s.boot_files,
+        &endpoints,
+        file_override,
+        script_override,
+    )?;
     let target = match &answer {
         BootAnswer::UnknownArch(_) => return Some(answer),
         BootAnswer::TftpFile(f) => {
@@ -356,7 +430,11 @@ fn boot_options(
                 reply.set(code::IPXE_ENCAP, [176, 1, 1]);
             }
             // An operator's own `ipxe.url` is handed out exactly as written.
-            if script_override.is_some() { u.clone() } else { with_trace_query(u, at.trace) }
+            if script_override.is_some() {
+                u.clone()
+            } else {
+                with_trace_query(u, at.trace)
+            }
         }
     };
     reply.siaddr = at.next_server;
@@ -393,7 +471,11 @@ fn with_trace_query(url: &str, trace: Option<TraceParent>) -> String {
     let mut out = String::with_capacity(url.len() + 13 + TRACEPARENT_LEN);
     out.push_str(url);
     if let Some(tp) = trace {
-        out.push_str(if url.contains('?') { "&traceparent=" } else { "?traceparent=" });
+        out.push_str(if url.contains('?') {
+            "&traceparent="
+        } else {
+            "?traceparent="
+        });
         tp.write_to(&mut out);
     }
     out
@@ -401,11 +483,17 @@ fn with_trace_query(url: &str, trace: Option<TraceParent>) -> String {
 
 /// The network configuration options of a reservation.
 fn lease_options(iface: &Interface, ip: Ipv4Addr, mask: Ipv4Addr, s: &Settings) -> Options {
-    let Some(d) = iface.dhcp.as_ref() else { return Options::default() };
+    let Some(d) = iface.dhcp.as_ref() else {
+        return Options::default();
+    };
     let mut o = Options::with_capacity(10, 128);
     // A list of addresses as one option; nothing when none of them parses.
     let ips = |o: &mut Options, c: u8, list: &[String]| {
-        o.set_nonempty_with(c, |v| list.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()).for_each(|a| v.extend_from_slice(&a.octets())))
+        o.set_nonempty_with(c, |v| {
+            list.iter()
+                .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+                .for_each(|a| v.extend_from_slice(&a.octets()))
+        })
     };
     o.set(code::SUBNET_MASK, &mask.octets());
     if let Ok(gw) = d.gateway.parse::<Ipv4Addr>() {
@@ -458,7 +546,15 @@ fn finish(reply: &mut Reply, req: &Request<'_>, network: &OptionList) {
     // Options a client did not list: the basics (RFC 2131 lets a server add them),
     // and everything when there was no list at all.
     for (c, v) in network.iter() {
-        let basic = matches!(c, code::SUBNET_MASK | code::ROUTER | code::DNS | code::HOSTNAME | code::DOMAIN_NAME | code::BROADCAST);
+        let basic = matches!(
+            c,
+            code::SUBNET_MASK
+                | code::ROUTER
+                | code::DNS
+                | code::HOSTNAME
+                | code::DOMAIN_NAME
+                | code::BROADCAST
+        );
         if !prl.contains(&c) && (basic || prl.is_empty()) {
             reply.set(c, v);
         }
@@ -528,7 +624,10 @@ mod tests {
                     lease_time: 7200,
                     ..Default::default()
                 }),
-                netboot: Some(Netboot { allow_pxe, ..Default::default() }),
+                netboot: Some(Netboot {
+                    allow_pxe,
+                    ..Default::default()
+                }),
             }],
             ..Default::default()
         }
@@ -541,7 +640,9 @@ mod tests {
             syslog_server: Some(Ipv4Addr::new(10, 0, 0, 5)),
             ipxe_user_classes: vec!["iPXE".into(), "Tinkerbell".into()],
             boot_files: BootFiles::default(),
-            endpoints: Endpoints { http: "10.0.0.1:8080".into() },
+            endpoints: Endpoints {
+                http: "10.0.0.1:8080".into(),
+            },
             trace_context: true,
         }
     }
@@ -558,14 +659,24 @@ mod tests {
 
     /// The decision worked out from the record alone, checked to equal the server's path:
     /// the [`Known`] the registry cache works out ahead for each of a record's MACs.
-    fn run(mode: Mode, mt: MessageType, opts: &[(u8, &[u8])], h: Option<Hardware>, at: Arrival) -> Decision {
+    fn run(
+        mode: Mode,
+        mt: MessageType,
+        opts: &[(u8, &[u8])],
+        h: Option<Hardware>,
+        at: Arrival,
+    ) -> Decision {
         let b = request_bytes(mt, MAC, opts);
         let r = Request::decode(&b).unwrap();
         let s = settings(mode);
         let d = decide(&r, h.as_ref(), &at, &s);
         if let Some(h) = h {
             let k = Known::of(Arc::new(h), &MacAddr(MAC), &s);
-            assert_eq!(decide_with(&r, Some(&k.hw), Some(k.reservation.as_ref()), &at, &s), d, "worked out ahead vs on the spot");
+            assert_eq!(
+                decide_with(&r, Some(&k.hw), Some(k.reservation.as_ref()), &at, &s),
+                d,
+                "worked out ahead vs on the spot"
+            );
         }
         d
     }
@@ -581,7 +692,13 @@ mod tests {
 
     #[test]
     fn discover_gets_an_offer_with_the_reservation_and_every_option() {
-        let d = run(Mode::Reservation, MessageType::Discover, &[(55, &[1, 3, 6, 12, 15, 28, 42, 119, 7, 66, 67])], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[(55, &[1, 3, 6, 12, 15, 28, 42, 119, 7, 66, 67])],
+            Some(hw(None)),
+            arrival(),
+        );
         let r = reply(&d);
         assert_eq!(r.message_type(), Some(MessageType::Offer));
         assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 10));
@@ -592,11 +709,17 @@ mod tests {
         assert_eq!(r.option(code::DOMAIN_NAME), Some(&b"lab.example"[..]));
         assert_eq!(r.option(code::BROADCAST), Some(&[10, 0, 0, 255][..]));
         assert_eq!(r.option(code::NTP), Some(&[10, 0, 0, 4][..]));
-        assert_eq!(r.option(code::DOMAIN_SEARCH), Some(&b"\x03lab\x07example\x00\x07example\x00"[..]));
+        assert_eq!(
+            r.option(code::DOMAIN_SEARCH),
+            Some(&b"\x03lab\x07example\x00\x07example\x00"[..])
+        );
         assert_eq!(r.option(code::LOG_SERVER), Some(&[10, 0, 0, 5][..]));
         assert_eq!(r.option(code::LEASE_TIME), Some(&7200u32.to_be_bytes()[..]));
         assert_eq!(r.option(code::RENEWAL_T1), Some(&3600u32.to_be_bytes()[..]));
-        assert_eq!(r.option(code::REBINDING_T2), Some(&6300u32.to_be_bytes()[..]));
+        assert_eq!(
+            r.option(code::REBINDING_T2),
+            Some(&6300u32.to_be_bytes()[..])
+        );
         assert_eq!(r.option(code::SERVER_ID), Some(&[10, 0, 0, 1][..]));
         // A plain client gets no boot fields.
         assert!(r.file.is_empty());
@@ -610,26 +733,60 @@ mod tests {
         let good = [10, 0, 0, 10];
         let bad = [10, 0, 0, 11];
         // SELECTING with our server id and the reserved address → ACK.
-        let d = run(Mode::Reservation, MessageType::Request, &[(54, &ours), (50, &good)], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Request,
+            &[(54, &ours), (50, &good)],
+            Some(hw(None)),
+            arrival(),
+        );
         assert_eq!(reply(&d).message_type(), Some(MessageType::Ack));
         // SELECTING another server's offer → silence.
-        let d = run(Mode::Reservation, MessageType::Request, &[(54, &other), (50, &good)], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Request,
+            &[(54, &other), (50, &good)],
+            Some(hw(None)),
+            arrival(),
+        );
         assert_eq!(d, Decision::Silent(Silence::OtherServer));
         // INIT-REBOOT with the wrong address → NAK.
-        let d = run(Mode::Reservation, MessageType::Request, &[(50, &bad)], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Request,
+            &[(50, &bad)],
+            Some(hw(None)),
+            arrival(),
+        );
         assert_eq!(reply(&d).message_type(), Some(MessageType::Nak));
         // INIT-REBOOT with the right one → ACK.
-        let d = run(Mode::Reservation, MessageType::Request, &[(50, &good)], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Request,
+            &[(50, &good)],
+            Some(hw(None)),
+            arrival(),
+        );
         assert_eq!(reply(&d).message_type(), Some(MessageType::Ack));
         // RENEWING from a wrong ciaddr → NAK; from the reservation → ACK.
         let mut b = request_bytes(MessageType::Request, MAC, &[]);
         b[12..16].copy_from_slice(&bad);
         let r = Request::decode(&b).unwrap();
-        let d = decide(&r, Some(&hw(None)), &arrival(), &settings(Mode::Reservation));
+        let d = decide(
+            &r,
+            Some(&hw(None)),
+            &arrival(),
+            &settings(Mode::Reservation),
+        );
         assert_eq!(reply(&d).message_type(), Some(MessageType::Nak));
         b[12..16].copy_from_slice(&good);
         let r = Request::decode(&b).unwrap();
-        let d = decide(&r, Some(&hw(None)), &arrival(), &settings(Mode::Reservation));
+        let d = decide(
+            &r,
+            Some(&hw(None)),
+            &arrival(),
+            &settings(Mode::Reservation),
+        );
         assert_eq!(reply(&d).message_type(), Some(MessageType::Ack));
     }
 
@@ -638,40 +795,111 @@ mod tests {
         let mut b = request_bytes(MessageType::Inform, MAC, &[]);
         b[12..16].copy_from_slice(&[10, 0, 0, 10]);
         let r = Request::decode(&b).unwrap();
-        let d = decide(&r, Some(&hw(None)), &arrival(), &settings(Mode::Reservation));
+        let d = decide(
+            &r,
+            Some(&hw(None)),
+            &arrival(),
+            &settings(Mode::Reservation),
+        );
         let rep = reply(&d);
         assert_eq!(rep.message_type(), Some(MessageType::Ack));
         assert_eq!(rep.yiaddr, Ipv4Addr::UNSPECIFIED);
-        assert!(rep.option(code::LEASE_TIME).is_none(), "INFORM gets no lease time");
+        assert!(
+            rep.option(code::LEASE_TIME).is_none(),
+            "INFORM gets no lease time"
+        );
         assert!(rep.option(code::SUBNET_MASK).is_some());
-        assert_eq!(run(Mode::Reservation, MessageType::Release, &[], Some(hw(None)), arrival()), Decision::Silent(Silence::Released));
-        assert_eq!(run(Mode::Reservation, MessageType::Decline, &[], Some(hw(None)), arrival()), Decision::Silent(Silence::Declined));
+        assert_eq!(
+            run(
+                Mode::Reservation,
+                MessageType::Release,
+                &[],
+                Some(hw(None)),
+                arrival()
+            ),
+            Decision::Silent(Silence::Released)
+        );
+        assert_eq!(
+            run(
+                Mode::Reservation,
+                MessageType::Decline,
+                &[],
+                Some(hw(None)),
+                arrival()
+            ),
+            Decision::Silent(Silence::Declined)
+        );
     }
 
     #[test]
     fn unknown_unreserved_and_wrong_subnet_get_nothing() {
-        assert_eq!(run(Mode::Reservation, MessageType::Discover, PXE_BIOS, None, arrival()), Decision::Silent(Silence::UnknownMac));
+        assert_eq!(
+            run(
+                Mode::Reservation,
+                MessageType::Discover,
+                PXE_BIOS,
+                None,
+                arrival()
+            ),
+            Decision::Silent(Silence::UnknownMac)
+        );
         let mut h = hw(None);
         h.interfaces[0].dhcp.as_mut().unwrap().ip.clear();
-        assert_eq!(run(Mode::Reservation, MessageType::Discover, &[], Some(h), arrival()), Decision::Silent(Silence::NoReservation));
+        assert_eq!(
+            run(
+                Mode::Reservation,
+                MessageType::Discover,
+                &[],
+                Some(h),
+                arrival()
+            ),
+            Decision::Silent(Silence::NoReservation)
+        );
         // A record without this MAC's interface: unknown, also when handed a worked-out "none".
         let mut other = hw(None);
         other.interfaces[0].mac = "52:54:00:00:00:99".into();
-        assert_eq!(run(Mode::Reservation, MessageType::Discover, &[], Some(other), arrival()), Decision::Silent(Silence::UnknownMac));
+        assert_eq!(
+            run(
+                Mode::Reservation,
+                MessageType::Discover,
+                &[],
+                Some(other),
+                arrival()
+            ),
+            Decision::Silent(Silence::UnknownMac)
+        );
         let mut at = arrival();
         at.ingress_net = Some((Ipv4Addr::new(10, 9, 0, 0), Ipv4Addr::new(255, 255, 0, 0)));
-        assert_eq!(run(Mode::Reservation, MessageType::Discover, &[], Some(hw(None)), at), Decision::Silent(Silence::WrongSubnet));
+        assert_eq!(
+            run(
+                Mode::Reservation,
+                MessageType::Discover,
+                &[],
+                Some(hw(None)),
+                at
+            ),
+            Decision::Silent(Silence::WrongSubnet)
+        );
         // Relayed from the reservation's subnet: fine even though the ingress link differs.
         let mut b = request_bytes(MessageType::Discover, MAC, &[]);
         b[24..28].copy_from_slice(&[10, 0, 0, 254]);
         let r = Request::decode(&b).unwrap();
-        assert!(matches!(decide(&r, Some(&hw(None)), &at, &settings(Mode::Reservation)), Decision::Reply { .. }));
+        assert!(matches!(
+            decide(&r, Some(&hw(None)), &at, &settings(Mode::Reservation)),
+            Decision::Reply { .. }
+        ));
     }
 
     #[test]
     fn boot_fields_per_client_kind_and_mode() {
         // Firmware PXE: TFTP file, next-server, option 43 discovery control, 60 PXEClient.
-        let d = run(Mode::Reservation, MessageType::Discover, PXE_BIOS, Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            PXE_BIOS,
+            Some(hw(None)),
+            arrival(),
+        );
         let r = reply(&d);
         assert_eq!(r.file, b"undionly.kpxe");
         assert_eq!(r.siaddr, SERVER);
@@ -679,35 +907,81 @@ mod tests {
         assert_eq!(r.option(code::VENDOR_CLASS), Some(&b"PXEClient"[..]));
         assert!(r.option(code::IPXE_ENCAP).is_none());
         // iPXE: the script URL and no-pxedhcp.
-        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 7]), (77, b"iPXE"), (175, &[177, 1, 1])], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[(93, &[0, 7]), (77, b"iPXE"), (175, &[177, 1, 1])],
+            Some(hw(None)),
+            arrival(),
+        );
         let r = reply(&d);
         assert_eq!(r.file, b"http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe");
         assert_eq!(r.option(code::IPXE_ENCAP), Some(&[176, 1, 1][..]));
         // Proxy mode: no address, no lease, no no-pxedhcp.
-        let d = run(Mode::Proxy, MessageType::Discover, &[(93, &[0, 7]), (77, b"iPXE")], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Proxy,
+            MessageType::Discover,
+            &[(93, &[0, 7]), (77, b"iPXE")],
+            Some(hw(None)),
+            arrival(),
+        );
         let r = reply(&d);
         assert_eq!(r.yiaddr, Ipv4Addr::UNSPECIFIED);
         assert!(r.option(code::LEASE_TIME).is_none());
         assert!(r.option(code::SUBNET_MASK).is_none());
         assert!(r.option(code::IPXE_ENCAP).is_none());
-        assert_eq!(r.option(code::VENDOR_CLASS), Some(&b"PXEClient"[..]), "iPXE ignores proxy offers without PXEClient");
+        assert_eq!(
+            r.option(code::VENDOR_CLASS),
+            Some(&b"PXEClient"[..]),
+            "iPXE ignores proxy offers without PXEClient"
+        );
         assert_eq!(r.file, b"http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe");
         // ...and iPXE's ProxyDHCP REQUEST on port 4011 gets the script in an ACK.
         let mut at = arrival();
         at.pxe_port = true;
-        let d = run(Mode::Proxy, MessageType::Request, &[(93, &[0, 7]), (77, b"iPXE")], Some(hw(None)), at);
+        let d = run(
+            Mode::Proxy,
+            MessageType::Request,
+            &[(93, &[0, 7]), (77, b"iPXE")],
+            Some(hw(None)),
+            at,
+        );
         assert_eq!(reply(&d).message_type(), Some(MessageType::Ack));
-        assert_eq!(reply(&d).file, b"http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe");
-        // Proxy mode ignores plain clients and other servers' REQUESTs on port 67.
-        assert_eq!(run(Mode::Proxy, MessageType::Discover, &[], Some(hw(None)), arrival()), Decision::Silent(Silence::NotNetboot));
         assert_eq!(
-            run(Mode::Proxy, MessageType::Request, PXE_BIOS, Some(hw(None)), arrival()),
+            reply(&d).file,
+            b"http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe"
+        );
+        // Proxy mode ignores plain clients and other servers' REQUESTs on port 67.
+        assert_eq!(
+            run(
+                Mode::Proxy,
+                MessageType::Discover,
+                &[],
+                Some(hw(None)),
+                arrival()
+            ),
+            Decision::Silent(Silence::NotNetboot)
+        );
+        assert_eq!(
+            run(
+                Mode::Proxy,
+                MessageType::Request,
+                PXE_BIOS,
+                Some(hw(None)),
+                arrival()
+            ),
             Decision::Silent(Silence::OtherServer)
         );
         // ...and answers the PXE boot-server REQUEST on port 4011.
         let mut at = arrival();
         at.pxe_port = true;
-        let d = run(Mode::Proxy, MessageType::Request, PXE_BIOS, Some(hw(None)), at);
+        let d = run(
+            Mode::Proxy,
+            MessageType::Request,
+            PXE_BIOS,
+            Some(hw(None)),
+            at,
+        );
         assert_eq!(reply(&d).message_type(), Some(MessageType::Ack));
         assert_eq!(reply(&d).file, b"undionly.kpxe");
     }
@@ -718,7 +992,13 @@ mod tests {
         let mut at = arrival();
         at.trace = TraceParent::parse(TP);
         // Firmware PXE: Smee's file-name suffix and option 43 sub-option 69 in binary.
-        let d = run(Mode::Reservation, MessageType::Discover, PXE_BIOS, Some(hw(None)), at);
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            PXE_BIOS,
+            Some(hw(None)),
+            at,
+        );
         let r = reply(&d);
         assert_eq!(r.file, format!("undionly.kpxe-{TP}").as_bytes());
         let pxe = r.option(code::VENDOR_SPECIFIC).unwrap();
@@ -726,27 +1006,83 @@ mod tests {
         assert_eq!(&pxe[5..31], &at.trace.unwrap().to_bytes()[..]);
         assert_eq!(pxe[31..], [255]);
         // iPXE: a query on the script URL.
-        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 7]), (77, b"iPXE")], Some(hw(None)), at);
-        assert_eq!(reply(&d).file, format!("http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe?traceparent={TP}").as_bytes());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[(93, &[0, 7]), (77, b"iPXE")],
+            Some(hw(None)),
+            at,
+        );
+        assert_eq!(
+            reply(&d).file,
+            format!("http://10.0.0.1:8080/52:54:00:ee:0d:0b/auto.ipxe?traceparent={TP}").as_bytes()
+        );
         // UEFI HTTP boot: a query too, so the path still ends in .efi.
-        let d = run(Mode::Reservation, MessageType::Discover, &[(93, &[0, 16]), (60, b"HTTPClient:Arch:00016")], Some(hw(None)), at);
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[(93, &[0, 16]), (60, b"HTTPClient:Arch:00016")],
+            Some(hw(None)),
+            at,
+        );
         let file = String::from_utf8(reply(&d).file.clone()).unwrap();
-        assert!(file.ends_with(&format!("/ipxe.efi?traceparent={TP}")), "{file}");
+        assert!(
+            file.ends_with(&format!("/ipxe.efi?traceparent={TP}")),
+            "{file}"
+        );
         // An operator's own script URL is handed out untouched.
         let mut custom = hw(None);
-        custom.interfaces[0].netboot.as_mut().unwrap().ipxe = Some(ironboot_proto::pb::Ipxe { url: "http://x/boot.ipxe?a=1".into(), ..Default::default() });
-        let d = run(Mode::Reservation, MessageType::Discover, &[(77, b"iPXE")], Some(custom), at);
+        custom.interfaces[0].netboot.as_mut().unwrap().ipxe = Some(ironboot_proto::pb::Ipxe {
+            url: "http://x/boot.ipxe?a=1".into(),
+            ..Default::default()
+        });
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[(77, b"iPXE")],
+            Some(custom),
+            at,
+        );
         assert_eq!(reply(&d).file, b"http://x/boot.ipxe?a=1");
     }
 
     #[test]
     fn allow_pxe_false_and_disabled_are_gated_in_both_modes() {
-        for h in [hw(Some(false)), Hardware { disabled: true, ..hw(Some(true)) }] {
-            let d = run(Mode::Reservation, MessageType::Discover, PXE_BIOS, Some(h.clone()), arrival());
+        for h in [
+            hw(Some(false)),
+            Hardware {
+                disabled: true,
+                ..hw(Some(true))
+            },
+        ] {
+            let d = run(
+                Mode::Reservation,
+                MessageType::Discover,
+                PXE_BIOS,
+                Some(h.clone()),
+                arrival(),
+            );
             let r = reply(&d);
-            assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 10), "still gets its address");
-            assert!(r.file.is_empty() && r.siaddr.is_unspecified() && r.option(code::VENDOR_SPECIFIC).is_none());
-            assert_eq!(run(Mode::Proxy, MessageType::Discover, PXE_BIOS, Some(h), arrival()), Decision::Silent(Silence::NetbootDenied));
+            assert_eq!(
+                r.yiaddr,
+                Ipv4Addr::new(10, 0, 0, 10),
+                "still gets its address"
+            );
+            assert!(
+                r.file.is_empty()
+                    && r.siaddr.is_unspecified()
+                    && r.option(code::VENDOR_SPECIFIC).is_none()
+            );
+            assert_eq!(
+                run(
+                    Mode::Proxy,
+                    MessageType::Discover,
+                    PXE_BIOS,
+                    Some(h),
+                    arrival()
+                ),
+                Decision::Silent(Silence::NetbootDenied)
+            );
         }
     }
 
@@ -754,8 +1090,17 @@ mod tests {
     fn long_script_url_goes_to_option_67_whole() {
         let mut h = hw(None);
         let url = format!("http://boot.example/{}", "a".repeat(200));
-        h.interfaces[0].netboot.as_mut().unwrap().ipxe = Some(Ipxe { url: url.clone(), contents: String::new() });
-        let d = run(Mode::Reservation, MessageType::Discover, &[(77, b"iPXE")], Some(h), arrival());
+        h.interfaces[0].netboot.as_mut().unwrap().ipxe = Some(Ipxe {
+            url: url.clone(),
+            contents: String::new(),
+        });
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[(77, b"iPXE")],
+            Some(h),
+            arrival(),
+        );
         let r = reply(&d);
         assert!(r.file.is_empty());
         assert_eq!(r.option(code::BOOTFILE), Some(url.as_bytes()));
@@ -763,36 +1108,80 @@ mod tests {
 
     #[test]
     fn echoes_client_id_and_relay_info_last() {
-        let d = run(Mode::Reservation, MessageType::Discover, &[(61, &[1, 0x52, 0x54, 0, 0xee, 0x0d, 0x0b]), (82, &[1, 2, 9, 9])], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[
+                (61, &[1, 0x52, 0x54, 0, 0xee, 0x0d, 0x0b]),
+                (82, &[1, 2, 9, 9]),
+            ],
+            Some(hw(None)),
+            arrival(),
+        );
         let r = reply(&d);
-        assert_eq!(r.option(code::CLIENT_ID), Some(&[1, 0x52, 0x54, 0, 0xee, 0x0d, 0x0b][..]));
-        assert_eq!(r.options.iter().last().map(|(c, _)| c), Some(code::RELAY_AGENT));
+        assert_eq!(
+            r.option(code::CLIENT_ID),
+            Some(&[1, 0x52, 0x54, 0, 0xee, 0x0d, 0x0b][..])
+        );
+        assert_eq!(
+            r.options.iter().last().map(|(c, _)| c),
+            Some(code::RELAY_AGENT)
+        );
     }
 
     #[test]
     fn routes() {
         let src = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 68);
-        let d = run(Mode::Reservation, MessageType::Discover, &[], Some(hw(None)), arrival());
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[],
+            Some(hw(None)),
+            arrival(),
+        );
         let b = request_bytes(MessageType::Discover, MAC, &[]);
         let r = Request::decode(&b).unwrap();
         assert_eq!(route(&r, reply(&d), src, false), Route::Broadcast);
         let mut relayed = b.clone();
         relayed[24..28].copy_from_slice(&[10, 0, 0, 254]);
         let r = Request::decode(&relayed).unwrap();
-        assert_eq!(route(&r, reply(&d), src, false), Route::Relay(Ipv4Addr::new(10, 0, 0, 254)));
+        assert_eq!(
+            route(&r, reply(&d), src, false),
+            Route::Relay(Ipv4Addr::new(10, 0, 0, 254))
+        );
         let mut renewing = b.clone();
         renewing[12..16].copy_from_slice(&[10, 0, 0, 10]);
         let r = Request::decode(&renewing).unwrap();
-        assert_eq!(route(&r, reply(&d), src, false), Route::Unicast(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 68)));
+        assert_eq!(
+            route(&r, reply(&d), src, false),
+            Route::Unicast(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 68))
+        );
         let r = Request::decode(&b).unwrap();
-        assert_eq!(route(&r, reply(&d), SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 4011), true), Route::Unicast(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 4011)));
+        assert_eq!(
+            route(
+                &r,
+                reply(&d),
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 4011),
+                true
+            ),
+            Route::Unicast(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 4011))
+        );
     }
 
     #[test]
     fn lease_time_never_zero() {
         let mut h = hw(None);
         h.interfaces[0].dhcp.as_mut().unwrap().lease_time = 0;
-        let d = run(Mode::Reservation, MessageType::Discover, &[], Some(h), arrival());
-        assert_eq!(reply(&d).option(code::LEASE_TIME), Some(&86400u32.to_be_bytes()[..]));
+        let d = run(
+            Mode::Reservation,
+            MessageType::Discover,
+            &[],
+            Some(h),
+            arrival(),
+        );
+        assert_eq!(
+            reply(&d).option(code::LEASE_TIME),
+            Some(&86400u32.to_be_bytes()[..])
+        );
     }
 }

@@ -7,5 +7,7 @@ fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let _telemetry = ironboot_telemetry::init_logging(&config.log, "dhcp-svc", "info");
     ironboot_telemetry::warn_renamed_env::<Config>("DHCP_");
-    ironboot_telemetry::run_service("dhcp-svc", || dhcp_svc::server::run(config, ironboot_telemetry::shutdown_signal()))
+    ironboot_telemetry::run_service("dhcp-svc", || {
+        dhcp_svc::server::run(config, ironboot_telemetry::shutdown_signal())
+    })
 }

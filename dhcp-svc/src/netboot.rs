@@ -60,7 +60,12 @@ pub fn client_arch(req: &Request<'_>) -> u16 {
     let vc = req.vendor_class();
     if let Some(pos) = find(vc, b"Arch:") {
         let digits = &vc[pos + 5..];
-        let n: String = digits.iter().take(5).take_while(|b| b.is_ascii_digit()).map(|b| *b as char).collect();
+        let n: String = digits
+            .iter()
+            .take(5)
+            .take_while(|b| b.is_ascii_digit())
+            .map(|b| *b as char)
+            .collect();
         if let Ok(a) = n.parse() {
             return a;
         }
@@ -92,7 +97,11 @@ pub fn classify(req: &Request<'_>, ipxe_user_classes: &[String]) -> Client {
     if vc.starts_with(b"HTTPClient") {
         return Client::HttpBoot { arch };
     }
-    if vc.starts_with(b"PXEClient") || req.has(code::CLIENT_ARCH) || req.has(code::CLIENT_NDI) || req.has(code::CLIENT_UUID) {
+    if vc.starts_with(b"PXEClient")
+        || req.has(code::CLIENT_ARCH)
+        || req.has(code::CLIENT_NDI)
+        || req.has(code::CLIENT_UUID)
+    {
         return Client::Pxe { arch };
     }
     Client::Plain
@@ -121,11 +130,17 @@ impl BootFiles {
     /// Applies `ARCH=FILE` overrides (e.g. `7=snponly.efi`).
     pub fn with_overrides(mut self, overrides: &[String]) -> Result<Self, String> {
         for o in overrides {
-            let (a, f) = o.split_once('=').ok_or_else(|| format!("boot file override {o:?}: expected ARCH=FILE, e.g. 7=snponly.efi"))?;
-            let a: u16 = a.trim().parse().map_err(|_| format!("boot file override {o:?}: {a:?} is not an architecture number"))?;
+            let (a, f) = o.split_once('=').ok_or_else(|| {
+                format!("boot file override {o:?}: expected ARCH=FILE, e.g. 7=snponly.efi")
+            })?;
+            let a: u16 = a.trim().parse().map_err(|_| {
+                format!("boot file override {o:?}: {a:?} is not an architecture number")
+            })?;
             let f = f.trim();
             if f.is_empty() || f.len() > 127 || f.contains(['/', ' ']) {
-                return Err(format!("boot file override {o:?}: a file name without '/' or spaces, at most 127 bytes"));
+                return Err(format!(
+                    "boot file override {o:?}: a file name without '/' or spaces, at most 127 bytes"
+                ));
             }
             self.0.insert(a, f.to_string());
         }
@@ -169,7 +184,11 @@ pub fn boot_answer(
     file_override: Option<&str>,
     script_override: Option<&str>,
 ) -> Option<BootAnswer> {
-    let binary = |arch: u16| file_override.map(str::to_string).or_else(|| files.for_arch(arch).map(str::to_string));
+    let binary = |arch: u16| {
+        file_override
+            .map(str::to_string)
+            .or_else(|| files.for_arch(arch).map(str::to_string))
+    };
     Some(match client {
         Client::Plain => return None,
         Client::Ipxe { .. } => BootAnswer::Script(match script_override {
@@ -177,7 +196,9 @@ pub fn boot_answer(
             None => format!("http://{}/{}/auto.ipxe", endpoints.http, mac),
         }),
         Client::HttpBoot { arch } => match binary(arch) {
-            Some(f) => BootAnswer::HttpBinary(format!("http://{}/ipxe/{}/{}", endpoints.http, mac, f)),
+            Some(f) => {
+                BootAnswer::HttpBinary(format!("http://{}/ipxe/{}/{}", endpoints.http, mac, f))
+            }
             None => BootAnswer::UnknownArch(arch),
         },
         Client::Pxe { arch } => match binary(arch) {
@@ -204,7 +225,16 @@ mod tests {
         let b = request_bytes(MessageType::Discover, MAC, opts);
         let r = Request::decode(&b).unwrap();
         let c = classify(&r, &classes());
-        boot_answer(c, MACS, &BootFiles::default(), &Endpoints { http: "10.0.0.1:8080".into() }, None, None)
+        boot_answer(
+            c,
+            MACS,
+            &BootFiles::default(),
+            &Endpoints {
+                http: "10.0.0.1:8080".into(),
+            },
+            None,
+            None,
+        )
     }
 
     fn tftp(f: &str) -> Option<BootAnswer> {
@@ -231,17 +261,37 @@ mod tests {
 
     #[test]
     fn http_boot_clients_get_a_url() {
-        for (a, file) in [(15u16, "ipxe.efi"), (16, "ipxe.efi"), (18, "snp.efi"), (19, "snp.efi")] {
-            let got = answer(&[(93, &a.to_be_bytes()), (60, b"HTTPClient:Arch:00016:UNDI:003000")]);
-            assert_eq!(got, Some(BootAnswer::HttpBinary(format!("http://10.0.0.1:8080/ipxe/{MACS}/{file}"))), "arch {a}");
+        for (a, file) in [
+            (15u16, "ipxe.efi"),
+            (16, "ipxe.efi"),
+            (18, "snp.efi"),
+            (19, "snp.efi"),
+        ] {
+            let got = answer(&[
+                (93, &a.to_be_bytes()),
+                (60, b"HTTPClient:Arch:00016:UNDI:003000"),
+            ]);
+            assert_eq!(
+                got,
+                Some(BootAnswer::HttpBinary(format!(
+                    "http://10.0.0.1:8080/ipxe/{MACS}/{file}"
+                ))),
+                "arch {a}"
+            );
         }
     }
 
     #[test]
     fn ipxe_clients_get_the_script_never_the_binary() {
-        let script = Some(BootAnswer::Script(format!("http://10.0.0.1:8080/{MACS}/auto.ipxe")));
+        let script = Some(BootAnswer::Script(format!(
+            "http://10.0.0.1:8080/{MACS}/auto.ipxe"
+        )));
         for opts in [
-            vec![(93u8, &[0u8, 0][..]), (77, b"iPXE"), (60, b"PXEClient:Arch:00000:UNDI:002001")],
+            vec![
+                (93u8, &[0u8, 0][..]),
+                (77, b"iPXE"),
+                (60, b"PXEClient:Arch:00000:UNDI:002001"),
+            ],
             vec![(93, &[0, 7][..]), (77, b"\x04iPXE")],
             vec![(93, &[0, 7][..]), (77, b"Tinkerbell")],
             vec![(93, &[0, 11][..]), (175, &[177, 1, 1][..])],
@@ -255,7 +305,10 @@ mod tests {
 
     #[test]
     fn detection_from_each_option_alone() {
-        assert_eq!(answer(&[(60, b"PXEClient:Arch:00007:UNDI:003000")]), tftp("ipxe.efi"));
+        assert_eq!(
+            answer(&[(60, b"PXEClient:Arch:00007:UNDI:003000")]),
+            tftp("ipxe.efi")
+        );
         assert_eq!(answer(&[(93, &[0, 0])]), tftp("undionly.kpxe"));
         assert_eq!(answer(&[(94, &[1, 2, 1])]), tftp("undionly.kpxe"));
         assert_eq!(answer(&[(97, &[0; 17])]), tftp("undionly.kpxe"));
@@ -270,15 +323,47 @@ mod tests {
 
     #[test]
     fn overrides_per_arch_and_per_hardware() {
-        let files = BootFiles::default().with_overrides(&["7=snponly.efi".into()]).unwrap();
-        let ep = Endpoints { http: "h:80".into() };
-        assert_eq!(boot_answer(Client::Pxe { arch: 7 }, MACS, &files, &ep, None, None), tftp("snponly.efi"));
-        assert_eq!(boot_answer(Client::Pxe { arch: 7 }, MACS, &files, &ep, Some("custom.efi"), None), tftp("custom.efi"));
+        let files = BootFiles::default()
+            .with_overrides(&["7=snponly.efi".into()])
+            .unwrap();
+        let ep = Endpoints {
+            http: "h:80".into(),
+        };
         assert_eq!(
-            boot_answer(Client::Ipxe { arch: 7 }, MACS, &files, &ep, None, Some("http://x/y.ipxe")),
+            boot_answer(Client::Pxe { arch: 7 }, MACS, &files, &ep, None, None),
+            tftp("snponly.efi")
+        );
+        assert_eq!(
+            boot_answer(
+                Client::Pxe { arch: 7 },
+                MACS,
+                &files,
+                &ep,
+                Some("custom.efi"),
+                None
+            ),
+            tftp("custom.efi")
+        );
+        assert_eq!(
+            boot_answer(
+                Client::Ipxe { arch: 7 },
+                MACS,
+                &files,
+                &ep,
+                None,
+                Some("http://x/y.ipxe")
+            ),
             Some(BootAnswer::Script("http://x/y.ipxe".into()))
         );
-        assert!(BootFiles::default().with_overrides(&["x=y".into()]).is_err());
-        assert!(BootFiles::default().with_overrides(&["7=a/b".into()]).is_err());
+        assert!(
+            BootFiles::default()
+                .with_overrides(&["x=y".into()])
+                .is_err()
+        );
+        assert!(
+            BootFiles::default()
+                .with_overrides(&["7=a/b".into()])
+                .is_err()
+        );
     }
 }

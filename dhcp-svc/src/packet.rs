@@ -158,7 +158,9 @@ fn walk<'a>(area: &'a [u8], out: &mut Vec<(u8, Cow<'a, [u8]>)>) -> Result<(), De
             _ => {}
         }
         let len = *area.get(i + 1).ok_or(DecodeError::Truncated(c))? as usize;
-        let data = area.get(i + 2..i + 2 + len).ok_or(DecodeError::Truncated(c))?;
+        let data = area
+            .get(i + 2..i + 2 + len)
+            .ok_or(DecodeError::Truncated(c))?;
         match out.iter_mut().find(|(k, _)| *k == c) {
             Some((_, v)) => v.to_mut().extend_from_slice(data),
             None => out.push((c, Cow::Borrowed(data))),
@@ -186,7 +188,10 @@ impl<'a> Request<'a> {
         let mut options = Vec::with_capacity(16);
         walk(&buf[240..], &mut options)?;
         // Option overload: more options in `file` (1), `sname` (2) or both (3).
-        let overload = options.iter().find(|(c, _)| *c == code::OVERLOAD).map(|(_, v)| v.to_vec());
+        let overload = options
+            .iter()
+            .find(|(c, _)| *c == code::OVERLOAD)
+            .map(|(_, v)| v.to_vec());
         if let Some(v) = overload {
             let which = *v.first().ok_or(DecodeError::BadLength(code::OVERLOAD))?;
             if v.len() != 1 || !(1..=3).contains(&which) {
@@ -244,7 +249,10 @@ impl<'a> Request<'a> {
     }
 
     pub fn option(&self, c: u8) -> Option<&[u8]> {
-        self.options.iter().find(|(k, _)| *k == c).map(|(_, v)| v.as_ref())
+        self.options
+            .iter()
+            .find(|(k, _)| *k == c)
+            .map(|(_, v)| v.as_ref())
     }
 
     pub fn has(&self, c: u8) -> bool {
@@ -284,14 +292,20 @@ impl<'a> Request<'a> {
     /// Every architecture in option 93 (RFC 4578 allows a list).
     pub fn arches(&self) -> Vec<u16> {
         self.option(code::CLIENT_ARCH)
-            .map(|v| v.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect())
+            .map(|v| {
+                v.chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// User classes (option 77), whether sent raw (`iPXE`, as iPXE and dhclient do) or
     /// RFC 3004-encoded (`\x04iPXE`, as dhcpcd does).
     pub fn user_classes(&self) -> Vec<&[u8]> {
-        let Some(v) = self.option(code::USER_CLASS) else { return vec![] };
+        let Some(v) = self.option(code::USER_CLASS) else {
+            return vec![];
+        };
         // RFC 3004 form: a sequence of length-prefixed items that exactly fills the option.
         let mut items = Vec::new();
         let mut i = 0;
@@ -304,7 +318,9 @@ impl<'a> Request<'a> {
             items.push(&v[i + 1..i + 1 + l]);
             i += 1 + l;
         }
-        let encoded = !items.is_empty() && i == v.len() && items.iter().all(|s| s.iter().all(|b| b.is_ascii_graphic()));
+        let encoded = !items.is_empty()
+            && i == v.len()
+            && items.iter().all(|s| s.iter().all(|b| b.is_ascii_graphic()));
         if encoded { items } else { vec![v] }
     }
 }
@@ -342,7 +358,11 @@ pub struct Options {
 
 impl Options {
     pub fn with_capacity(options: usize, bytes: usize) -> Self {
-        Options { present: [0; 4], index: Vec::with_capacity(options), data: Vec::with_capacity(bytes) }
+        Options {
+            present: [0; 4],
+            index: Vec::with_capacity(options),
+            data: Vec::with_capacity(bytes),
+        }
     }
 
     fn has(&self, c: u8) -> bool {
@@ -353,7 +373,10 @@ impl Options {
         if !self.has(c) {
             return None;
         }
-        self.index.iter().find(|(k, _, _)| *k == c).map(|(_, s, l)| &self.data[*s as usize..(*s + *l) as usize])
+        self.index
+            .iter()
+            .find(|(k, _, _)| *k == c)
+            .map(|(_, s, l)| &self.data[*s as usize..(*s + *l) as usize])
     }
 
     /// Adds or replaces an option; a replaced one keeps its place.
@@ -386,7 +409,9 @@ impl Options {
 
     /// Options in order.
     pub fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> + '_ {
-        self.index.iter().map(|(c, s, l)| (*c, &self.data[*s as usize..(*s + *l) as usize]))
+        self.index
+            .iter()
+            .map(|(c, s, l)| (*c, &self.data[*s as usize..(*s + *l) as usize]))
     }
 
     pub fn len(&self) -> usize {
@@ -471,7 +496,9 @@ impl Reply {
     }
 
     pub fn message_type(&self) -> Option<MessageType> {
-        self.option(code::MESSAGE_TYPE).and_then(|v| v.first().copied()).and_then(MessageType::from_u8)
+        self.option(code::MESSAGE_TYPE)
+            .and_then(|v| v.first().copied())
+            .and_then(MessageType::from_u8)
     }
 
     pub fn option(&self, c: u8) -> Option<&[u8]> {
@@ -650,28 +677,55 @@ pub mod tests {
 
     #[test]
     fn refuses_malformed_fixed_length_options() {
-        for (c, v) in [(94u8, &[1u8, 2][..]), (93, &[0]), (97, &[0; 3]), (50, &[1, 2, 3]), (57, &[1])] {
+        for (c, v) in [
+            (94u8, &[1u8, 2][..]),
+            (93, &[0]),
+            (97, &[0; 3]),
+            (50, &[1, 2, 3]),
+            (57, &[1]),
+        ] {
             let b = request_bytes(MessageType::Discover, MAC, &[(c, v)]);
-            assert_eq!(Request::decode(&b).unwrap_err(), DecodeError::BadLength(c), "option {c}");
+            assert_eq!(
+                Request::decode(&b).unwrap_err(),
+                DecodeError::BadLength(c),
+                "option {c}"
+            );
         }
         let mut b = request_bytes(MessageType::Discover, MAC, &[]);
         b.truncate(b.len() - 1);
         b.extend_from_slice(&[60, 10, b'P']);
         assert_eq!(Request::decode(&b).unwrap_err(), DecodeError::Truncated(60));
-        assert_eq!(Request::decode(&b[..100]).unwrap_err(), DecodeError::TooShort);
+        assert_eq!(
+            Request::decode(&b[..100]).unwrap_err(),
+            DecodeError::TooShort
+        );
     }
 
     #[test]
     fn user_class_raw_and_rfc3004() {
         let raw = request_bytes(MessageType::Discover, MAC, &[(77, b"iPXE")]);
-        assert_eq!(Request::decode(&raw).unwrap().user_classes(), vec![&b"iPXE"[..]]);
-        let enc = request_bytes(MessageType::Discover, MAC, &[(77, b"\x04iPXE\x0aTinkerbell")]);
-        assert_eq!(Request::decode(&enc).unwrap().user_classes(), vec![&b"iPXE"[..], &b"Tinkerbell"[..]]);
+        assert_eq!(
+            Request::decode(&raw).unwrap().user_classes(),
+            vec![&b"iPXE"[..]]
+        );
+        let enc = request_bytes(
+            MessageType::Discover,
+            MAC,
+            &[(77, b"\x04iPXE\x0aTinkerbell")],
+        );
+        assert_eq!(
+            Request::decode(&enc).unwrap().user_classes(),
+            vec![&b"iPXE"[..], &b"Tinkerbell"[..]]
+        );
     }
 
     #[test]
     fn concatenates_split_options_and_reads_overload() {
-        let mut b = request_bytes(MessageType::Request, MAC, &[(60, b"PXE"), (60, b"Client"), (52, &[1])]);
+        let mut b = request_bytes(
+            MessageType::Request,
+            MAC,
+            &[(60, b"PXE"), (60, b"Client"), (52, &[1])],
+        );
         // Put option 12 into the file field.
         b[108..108 + 6].copy_from_slice(&[12, 3, b'a', b'b', b'c', 255]);
         let r = Request::decode(&b).unwrap();
@@ -702,8 +756,15 @@ pub mod tests {
         assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
         assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 0, 0, 10));
         assert_eq!(m.chaddr(), &MAC);
-        assert_eq!(m.fname().map(|f| f.split(|b| *b == 0).next().unwrap().to_vec()), Some(b"undionly.kpxe".to_vec()));
-        assert!(matches!(m.opts().get(v4::OptionCode::AddressLeaseTime), Some(v4::DhcpOption::AddressLeaseTime(86400))));
+        assert_eq!(
+            m.fname()
+                .map(|f| f.split(|b| *b == 0).next().unwrap().to_vec()),
+            Some(b"undionly.kpxe".to_vec())
+        );
+        assert!(matches!(
+            m.opts().get(v4::OptionCode::AddressLeaseTime),
+            Some(v4::DhcpOption::AddressLeaseTime(86400))
+        ));
         // Option 82 is the last option before END.
         let end = bytes.iter().rposition(|b| *b == 255).unwrap();
         assert_eq!(&bytes[end - 7..end], &[82, 5, 1, 3, b'a', b'b', b'c']);
@@ -726,10 +787,17 @@ pub mod tests {
             b
         };
         let back = Request::decode(&req_view).unwrap();
-        assert_eq!(back.option(code::BOOTFILE), Some(url.as_bytes()), "the long URL survives whole");
+        assert_eq!(
+            back.option(code::BOOTFILE),
+            Some(url.as_bytes()),
+            "the long URL survives whole"
+        );
         assert!(back.has(code::OVERLOAD));
         for c in 200..230u8 {
-            assert!(back.has(c) || dropped.contains(&c), "option {c} neither sent nor reported dropped");
+            assert!(
+                back.has(c) || dropped.contains(&c),
+                "option {c} neither sent nor reported dropped"
+            );
         }
         assert!(!dropped.is_empty(), "this much cannot fit in 548 bytes");
     }

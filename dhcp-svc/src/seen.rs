@@ -32,23 +32,40 @@ pub struct Seen {
 }
 
 fn epoch() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Seen {
     pub fn new(capacity: usize, log_every: Duration) -> Self {
-        Seen { map: Mutex::new(HashMap::new()), capacity: capacity.max(1), log_every }
+        Seen {
+            map: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            log_every,
+        }
     }
 
     /// Records a sighting; returns true when it should be logged now (first time, or
     /// the interval has passed since it was last logged).
-    pub fn record(&self, mac: MacAddr, vendor_class: &[u8], arch: Option<u16>, ifindex: u32) -> bool {
-        let Ok(mut map) = self.map.lock() else { return false };
+    pub fn record(
+        &self,
+        mac: MacAddr,
+        vendor_class: &[u8],
+        arch: Option<u16>,
+        ifindex: u32,
+    ) -> bool {
+        let Ok(mut map) = self.map.lock() else {
+            return false;
+        };
         let now = Instant::now();
-        if !map.contains_key(&mac) && map.len() >= self.capacity
-            && let Some(oldest) = map.iter().min_by_key(|(_, e)| e.touched).map(|(k, _)| *k) {
-                map.remove(&oldest);
-            }
+        if !map.contains_key(&mac)
+            && map.len() >= self.capacity
+            && let Some(oldest) = map.iter().min_by_key(|(_, e)| e.touched).map(|(k, _)| *k)
+        {
+            map.remove(&oldest);
+        }
         let e = map.entry(mac).or_insert_with(|| SeenMac {
             mac: mac.to_string(),
             count: 0,
@@ -64,7 +81,8 @@ impl Seen {
         e.last_seen = epoch();
         e.touched = now;
         e.ifindex = ifindex;
-        e.vendor_class = String::from_utf8_lossy(&vendor_class[..vendor_class.len().min(64)]).into_owned();
+        e.vendor_class =
+            String::from_utf8_lossy(&vendor_class[..vendor_class.len().min(64)]).into_owned();
         e.arch = arch.or(e.arch);
         let due = e.logged.is_none_or(|t| t.elapsed() >= self.log_every);
         if due {
@@ -90,7 +108,11 @@ impl Seen {
 
     /// Most recently seen first.
     pub fn list(&self) -> Vec<SeenMac> {
-        let mut v: Vec<SeenMac> = self.map.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<SeenMac> = self
+            .map
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
         v.sort_by_key(|e| std::cmp::Reverse(e.touched));
         v
     }
@@ -110,6 +132,9 @@ mod tests {
         s.record(MacAddr([2, 0, 0, 0, 0, 2]), b"", None, 1);
         s.record(MacAddr([2, 0, 0, 0, 0, 3]), b"", None, 1);
         assert_eq!(s.len(), 2);
-        assert!(s.list().iter().all(|e| e.mac != a.to_string()), "the least recently seen is evicted");
+        assert!(
+            s.list().iter().all(|e| e.mac != a.to_string()),
+            "the least recently seen is evicted"
+        );
     }
 }

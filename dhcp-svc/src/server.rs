@@ -26,9 +26,9 @@ use ironboot_telemetry::trace::continue_trace;
 use metrics::{Counter, Histogram, counter, histogram};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::boot_trace::BootTraces;
 use crate::config::Config;
 use crate::decide::{Arrival, Decision, Known, Route, Settings, Silence, decide_with, route};
-use crate::boot_trace::BootTraces;
 use crate::netboot::{BootAnswer, Client, classify, client_arch};
 use crate::packet::{Request, SERVER_PORT};
 use crate::seen::Seen;
@@ -84,10 +84,27 @@ struct PacketCounters {
     handles: Vec<Counter>,
 }
 
-const TYPES: &[&str] = &["discover", "request", "decline", "release", "inform", "offer", "ack", "nak", "invalid"];
+const TYPES: &[&str] = &[
+    "discover", "request", "decline", "release", "inform", "offer", "ack", "nak", "invalid",
+];
 const OUTCOMES: &[&str] = &[
-    "offer", "ack", "nak", "reply", "unknown_mac", "no_reservation", "wrong_subnet", "not_netboot", "netboot_denied",
-    "other_server", "released", "declined", "unsupported", "malformed", "encode_error", "send_error", "no_server_address",
+    "offer",
+    "ack",
+    "nak",
+    "reply",
+    "unknown_mac",
+    "no_reservation",
+    "wrong_subnet",
+    "not_netboot",
+    "netboot_denied",
+    "other_server",
+    "released",
+    "declined",
+    "unsupported",
+    "malformed",
+    "encode_error",
+    "send_error",
+    "no_server_address",
 ];
 
 impl PacketCounters {
@@ -95,7 +112,9 @@ impl PacketCounters {
         let mut handles = Vec::with_capacity(TYPES.len() * OUTCOMES.len());
         for t in TYPES {
             for o in OUTCOMES {
-                handles.push(counter!("dhcp_packets_total", "type" => *t, "mode" => mode, "outcome" => *o));
+                handles.push(
+                    counter!("dhcp_packets_total", "type" => *t, "mode" => mode, "outcome" => *o),
+                );
             }
         }
         PacketCounters { mode, handles }
@@ -114,11 +133,27 @@ impl PacketCounters {
 /// Registers every description (`# HELP`); call once the recorder is installed.
 fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_histogram};
-    describe_counter!("dhcp_packets_total", "DHCP packets received, by message type, mode (reservation, proxy) and outcome (the reply sent, or why none was).");
-    describe_counter!("dhcp_unknown_mac_total", "DHCP requests from MACs the registry does not know (not answered; listed at /unregistered).");
-    describe_counter!("dhcp_decline_total", "DHCPDECLINEs: a client found its reserved address in use.");
-    describe_counter!("dhcp_miss_queue_full_total", "Cache misses decided without a registry lookup because the lookup queue was full.");
-    describe_histogram!("dhcp_decision_seconds", Unit::Seconds, "Time to decide the answer to one request (after the lookup).");
+    describe_counter!(
+        "dhcp_packets_total",
+        "DHCP packets received, by message type, mode (reservation, proxy) and outcome (the reply sent, or why none was)."
+    );
+    describe_counter!(
+        "dhcp_unknown_mac_total",
+        "DHCP requests from MACs the registry does not know (not answered; listed at /unregistered)."
+    );
+    describe_counter!(
+        "dhcp_decline_total",
+        "DHCPDECLINEs: a client found its reserved address in use."
+    );
+    describe_counter!(
+        "dhcp_miss_queue_full_total",
+        "Cache misses decided without a registry lookup because the lookup queue was full."
+    );
+    describe_histogram!(
+        "dhcp_decision_seconds",
+        Unit::Seconds,
+        "Time to decide the answer to one request (after the lookup)."
+    );
 }
 
 impl Service {
@@ -127,9 +162,15 @@ impl Service {
     fn arrival(&self, rx: &Received, pxe_port: bool) -> Option<Arrival> {
         let link = self.ifaddrs.read().ok().and_then(|m| {
             let addrs = m.get(&rx.ifindex)?;
-            addrs.iter().find(|(a, _)| *a == rx.local).or_else(|| addrs.first()).copied()
+            addrs
+                .iter()
+                .find(|(a, _)| *a == rx.local)
+                .or_else(|| addrs.first())
+                .copied()
         });
-        let local = link.map(|l| l.0).or((!rx.local.is_unspecified()).then_some(rx.local));
+        let local = link
+            .map(|l| l.0)
+            .or((!rx.local.is_unspecified()).then_some(rx.local));
         let server_id = self.server_id.or(local)?;
         Some(Arrival {
             server_id,
@@ -142,7 +183,14 @@ impl Service {
 
     /// Decides and encodes the answer to one received datagram into `replies`; what is
     /// to be counted and logged once it is sent goes into `pending`, in the same order.
-    fn on_packet(&self, socket: usize, data: &[u8], rx: &Received, replies: &mut SendBatch, pending: &mut Vec<Pending>) {
+    fn on_packet(
+        &self,
+        socket: usize,
+        data: &[u8],
+        rx: &Received,
+        replies: &mut SendBatch,
+        pending: &mut Vec<Pending>,
+    ) {
         let req = match Request::decode(data) {
             Ok(r) => r,
             Err(e) => {
@@ -152,10 +200,18 @@ impl Service {
             }
         };
         let mac = MacAddr(req.chaddr);
-        let known = match self.cache.derived_by_mac(&mac).and_then(|d| d.downcast::<Known>().ok()) {
+        let known = match self
+            .cache
+            .derived_by_mac(&mac)
+            .and_then(|d| d.downcast::<Known>().ok())
+        {
             Some(k) => Some(k),
             None => {
-                let miss = Miss { data: data.to_vec(), rx: *rx, socket };
+                let miss = Miss {
+                    data: data.to_vec(),
+                    rx: *rx,
+                    socket,
+                };
                 if self.miss_tx.try_send(miss).is_ok() {
                     return;
                 }
@@ -163,7 +219,9 @@ impl Service {
                 None
             }
         };
-        let Some(out) = replies.next_buf() else { return };
+        let Some(out) = replies.next_buf() else {
+            return;
+        };
         if let Some((p, dest)) = self.prepare(socket, &req, rx, known, out) {
             replies.push(dest);
             pending.push(p);
@@ -171,7 +229,14 @@ impl Service {
     }
 
     /// One request, start to end: decide, encode, send, account (the miss path).
-    fn handle(&self, socket: usize, req: &Request<'_>, rx: &Received, hw: Option<Arc<Hardware>>, out: &mut Vec<u8>) {
+    fn handle(
+        &self,
+        socket: usize,
+        req: &Request<'_>,
+        rx: &Received,
+        hw: Option<Arc<Hardware>>,
+        out: &mut Vec<u8>,
+    ) {
         let known = hw.map(|hw| Arc::new(Known::of(hw, &MacAddr(req.chaddr), &self.settings)));
         if let Some((p, d)) = self.prepare(socket, req, rx, known, out) {
             let sent = self.sockets[socket].0.send(out, d.to, d.ifindex, d.src);
@@ -196,7 +261,10 @@ impl Service {
         let started = Instant::now();
         let Some(mut at) = self.arrival(rx, pxe_port) else {
             self.counters.count(ty, "no_server_address");
-            tracing::warn!(ifindex = rx.ifindex, "request on an interface without an IPv4 address and no --server-id: not answered");
+            tracing::warn!(
+                ifindex = rx.ifindex,
+                "request on an interface without an IPv4 address and no --server-id: not answered"
+            );
             return None;
         };
         let hw = known.as_ref().map(|k| &*k.hw);
@@ -206,7 +274,8 @@ impl Service {
         let in_span = span.as_ref().map(|span| span.enter());
         let reservation = known.as_ref().map(|k| k.reservation.as_ref());
         let decision = decide_with(req, hw, reservation, &at, &self.settings);
-        self.decision_seconds.record(started.elapsed().as_secs_f64());
+        self.decision_seconds
+            .record(started.elapsed().as_secs_f64());
         let mac = MacAddr(req.chaddr);
         let (reply, client, boot) = match decision {
             Decision::Silent(why) => {
@@ -214,7 +283,11 @@ impl Service {
                 self.silent(req, rx, why, hw);
                 return None;
             }
-            Decision::Reply { reply, client, boot } => (reply, client, boot),
+            Decision::Reply {
+                reply,
+                client,
+                boot,
+            } => (reply, client, boot),
         };
         let dropped = match reply.encode_into(req.max_reply_len(), out) {
             Ok(x) => x,
@@ -231,9 +304,16 @@ impl Service {
         let (to, ifindex) = match route(req, &reply, rx.src, pxe_port) {
             Route::Relay(giaddr) => (SocketAddrV4::new(giaddr, SERVER_PORT), 0),
             Route::Unicast(a) => (a, 0),
-            Route::Broadcast => (SocketAddrV4::new(Ipv4Addr::BROADCAST, crate::packet::CLIENT_PORT), rx.ifindex),
+            Route::Broadcast => (
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, crate::packet::CLIENT_PORT),
+                rx.ifindex,
+            ),
         };
-        let src = if rx.local.is_unspecified() { at.server_id } else { rx.local };
+        let src = if rx.local.is_unspecified() {
+            at.server_id
+        } else {
+            rx.local
+        };
         let pending = Pending {
             ty,
             answer: reply.message_type().map(|m| m.name()).unwrap_or("reply"),
@@ -261,7 +341,11 @@ impl Service {
             return;
         }
         self.counters.count(p.ty, p.answer);
-        if let (Some(tp), Some(BootAnswer::TftpFile(_) | BootAnswer::HttpBinary(_) | BootAnswer::Script(_))) = (p.trace, &p.boot) {
+        if let (
+            Some(tp),
+            Some(BootAnswer::TftpFile(_) | BootAnswer::HttpBinary(_) | BootAnswer::Script(_)),
+        ) = (p.trace, &p.boot)
+        {
             self.boot_traces.record(p.chaddr, p.xid, tp, Instant::now());
         }
         // Read only by a log line that is written: an ordinary client's reply then never
@@ -272,15 +356,23 @@ impl Service {
             Some(BootAnswer::UnknownArch(a)) => {
                 tracing::warn!(%mac, machine = name(), arch = a, "no iPXE binary for this architecture; answered without boot file")
             }
-            Some(b) => tracing::info!(%mac, machine = name(), client = p.client.label(), reply = answer, boot = ?b, yiaddr = %p.yiaddr, "netboot reply"),
-            None => tracing::debug!(%mac, machine = name(), reply = answer, yiaddr = %p.yiaddr, "reply"),
+            Some(b) => {
+                tracing::info!(%mac, machine = name(), client = p.client.label(), reply = answer, boot = ?b, yiaddr = %p.yiaddr, "netboot reply")
+            }
+            None => {
+                tracing::debug!(%mac, machine = name(), reply = answer, yiaddr = %p.yiaddr, "reply")
+            }
         }
     }
 
     /// The span of a registered netboot client's packet, continuing its boot's trace
     /// (see [`crate::boot_trace`]), and the context its reply hands on. None for every
     /// other packet: ordinary DHCP clients cost no span.
-    fn boot_span(&self, req: &Request<'_>, hw: Option<&Hardware>) -> Option<(tracing::Span, TraceParent)> {
+    fn boot_span(
+        &self,
+        req: &Request<'_>,
+        hw: Option<&Hardware>,
+    ) -> Option<(tracing::Span, TraceParent)> {
         if !self.settings.trace_context || hw.is_none() {
             return None;
         }
@@ -288,7 +380,12 @@ impl Service {
         if !client.is_netboot() {
             return None;
         }
-        let parent = self.boot_traces.parent(req.chaddr, req.xid, matches!(client, Client::Ipxe { .. }), Instant::now());
+        let parent = self.boot_traces.parent(
+            req.chaddr,
+            req.xid,
+            matches!(client, Client::Ipxe { .. }),
+            Instant::now(),
+        );
         let span = tracing::info_span!(
             "dhcp",
             message = req.message_type.name(),
@@ -306,7 +403,9 @@ impl Service {
         match why {
             Silence::UnknownMac => {
                 counter!("dhcp_unknown_mac_total").increment(1);
-                let arch = req.has(crate::packet::code::CLIENT_ARCH).then(|| client_arch(req));
+                let arch = req
+                    .has(crate::packet::code::CLIENT_ARCH)
+                    .then(|| client_arch(req));
                 if self.seen.record(mac, req.vendor_class(), arch, rx.ifindex) {
                     tracing::info!(%mac, vendor_class = %String::from_utf8_lossy(req.vendor_class()), "unregistered MAC asked for DHCP; not answered (see /unregistered)");
                 }
@@ -340,7 +439,12 @@ impl Pacer {
     const WINDOW: Duration = Duration::from_millis(100);
 
     fn new(delay: Duration) -> Self {
-        Pacer { delay, window_start: Instant::now(), in_window: 0, busy: false }
+        Pacer {
+            delay,
+            window_start: Instant::now(),
+            in_window: 0,
+            busy: false,
+        }
     }
 
     /// After serving a batch of `n`: waits when the recent rate says more is coming,
@@ -385,7 +489,13 @@ fn worker(svc: Arc<Service>, socket: usize, mut pacer: Pacer) {
                 });
                 pacer.after_batch(n);
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");
                 std::thread::sleep(Duration::from_millis(50));
@@ -400,11 +510,16 @@ fn worker(svc: Arc<Service>, socket: usize, mut pacer: Pacer) {
 /// cold memory, and reads little else (measured with `dhcp-instr.sh`, README).
 fn known_macs(settings: &Settings) -> Derive {
     let s = settings.clone();
-    Arc::new(move |hw: &Arc<Hardware>, mac: &MacAddr| Arc::new(Known::of(hw.clone(), mac, &s)) as Derived)
+    Arc::new(move |hw: &Arc<Hardware>, mac: &MacAddr| {
+        Arc::new(Known::of(hw.clone(), mac, &s)) as Derived
+    })
 }
 
 /// Runs dhcp-svc until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let settings = config.settings().map_err(|e| anyhow!(e))?;
     let client = config.registry.connect_lazy()?;
     if config.check_config {
@@ -412,26 +527,42 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             "configuration ok: mode {}, port {}, interfaces {}, registry {}",
             settings.mode.label(),
             config.port,
-            if config.interfaces.is_empty() { "all".to_string() } else { config.interfaces.join(",") },
+            if config.interfaces.is_empty() {
+                "all".to_string()
+            } else {
+                config.interfaces.join(",")
+            },
             config.registry.endpoint
         );
         return Ok(());
     }
     let mut sockets = Vec::new();
-    let devices: Vec<Option<&str>> = if config.interfaces.is_empty() { vec![None] } else { config.interfaces.iter().map(|s| Some(s.as_str())).collect() };
+    let devices: Vec<Option<&str>> = if config.interfaces.is_empty() {
+        vec![None]
+    } else {
+        config.interfaces.iter().map(|s| Some(s.as_str())).collect()
+    };
     for dev in &devices {
-        let s = DhcpSocket::bind(config.port, *dev, Duration::from_millis(250)).with_context(|| "opening the DHCP socket (needs root or CAP_NET_BIND_SERVICE + CAP_NET_RAW)")?;
+        let s = DhcpSocket::bind(config.port, *dev, Duration::from_millis(250)).with_context(
+            || "opening the DHCP socket (needs root or CAP_NET_BIND_SERVICE + CAP_NET_RAW)",
+        )?;
         sockets.push((Arc::new(s), false));
         if settings.mode == crate::decide::Mode::Proxy {
-            let port = if config.port == SERVER_PORT { crate::packet::PXE_PORT } else { config.port + 1 };
-            let s = DhcpSocket::bind(port, *dev, Duration::from_millis(250)).context("opening the PXE boot-server socket")?;
+            let port = if config.port == SERVER_PORT {
+                crate::packet::PXE_PORT
+            } else {
+                config.port + 1
+            };
+            let s = DhcpSocket::bind(port, *dev, Duration::from_millis(250))
+                .context("opening the PXE boot-server socket")?;
             sockets.push((Arc::new(s), true));
         }
     }
     // The recorder must exist before the counter handles below are registered.
     let handle = ironboot_telemetry::metrics::init_metrics();
     describe_metrics();
-    let cache = HardwareCache::start_deriving(client, CacheConfig::default(), Some(known_macs(&settings)));
+    let cache =
+        HardwareCache::start_deriving(client, CacheConfig::default(), Some(known_macs(&settings)));
     let (miss_tx, mut miss_rx) = mpsc::channel::<Miss>(config.miss_queue.max(1));
     let svc = Arc::new(Service {
         mode: settings.mode.label(),
@@ -441,7 +572,10 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         server_id: config.server_id,
         tftp_server: config.tftp_server,
         cache: cache.clone(),
-        seen: Seen::new(config.unregistered_capacity, config.unregistered_log_interval),
+        seen: Seen::new(
+            config.unregistered_capacity,
+            config.unregistered_log_interval,
+        ),
         sockets,
         ifaddrs: RwLock::new(interface_addresses()),
         miss_tx,
@@ -459,7 +593,17 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             let svc = seen_svc.clone();
             async move {
                 // A MAC registered since it was seen is no longer "unregistered".
-                let list: Vec<_> = svc.seen.list().into_iter().filter(|e| MacAddr::parse(&e.mac).ok().and_then(|m| svc.cache.by_mac(&m)).is_none()).collect();
+                let list: Vec<_> = svc
+                    .seen
+                    .list()
+                    .into_iter()
+                    .filter(|e| {
+                        MacAddr::parse(&e.mac)
+                            .ok()
+                            .and_then(|m| svc.cache.by_mac(&m))
+                            .is_none()
+                    })
+                    .collect();
                 axum::Json(list)
             }
         }),
@@ -477,7 +621,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                let fresh = tokio::task::spawn_blocking(interface_addresses).await.unwrap_or_default();
+                let fresh = tokio::task::spawn_blocking(interface_addresses)
+                    .await
+                    .unwrap_or_default();
                 if let Ok(mut m) = svc.ifaddrs.write() {
                     *m = fresh;
                 }
@@ -491,12 +637,21 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         tokio::spawn(async move {
             let limit = Arc::new(Semaphore::new(64));
             while let Some(m) = miss_rx.recv().await {
-                let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    break;
+                };
                 let svc = svc.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let Ok(req) = Request::decode(&m.data) else { return };
-                    let hw = svc.cache.by_mac_or_fetch(MacAddr(req.chaddr)).await.ok().flatten();
+                    let Ok(req) = Request::decode(&m.data) else {
+                        return;
+                    };
+                    let hw = svc
+                        .cache
+                        .by_mac_or_fetch(MacAddr(req.chaddr))
+                        .await
+                        .ok()
+                        .flatten();
                     svc.handle(m.socket, &req, &m.rx, hw, &mut Vec::with_capacity(576));
                 });
             }
@@ -509,9 +664,18 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             let svc = svc.clone();
             let name = format!("dhcp-{}-{w}", s.device.as_deref().unwrap_or("any"));
             let pacer = Pacer::new(config.receive_coalesce);
-            threads.push(std::thread::Builder::new().name(name).spawn(move || worker(svc, i, pacer))?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || worker(svc, i, pacer))?,
+            );
         }
-        tracing::info!(port = s.port, interface = s.device.as_deref().unwrap_or("all"), pxe_port = pxe, "listening");
+        tracing::info!(
+            port = s.port,
+            interface = s.device.as_deref().unwrap_or("all"),
+            pxe_port = pxe,
+            "listening"
+        );
     }
     tracing::info!(mode = svc.mode, admin = %admin, registry = %config.registry.endpoint, workers = config.workers, "dhcp-svc serving");
 

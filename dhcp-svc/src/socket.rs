@@ -57,8 +57,9 @@ impl DhcpSocket {
         sock.set_reuse_address(true)?;
         sock.set_broadcast(true)?;
         if let Some(dev) = device {
-            sock.bind_device(Some(dev.as_bytes()))
-                .map_err(|e| std::io::Error::new(e.kind(), format!("binding to interface {dev}: {e}")))?;
+            sock.bind_device(Some(dev.as_bytes())).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("binding to interface {dev}: {e}"))
+            })?;
         }
         setsockopt(&sock, sockopt::Ipv4PacketInfo, &true).map_err(std::io::Error::from)?;
         sock.set_read_timeout(Some(read_timeout))?;
@@ -67,8 +68,16 @@ impl DhcpSocket {
         let _ = sock.set_send_buffer_size(4 << 20);
         sock.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
             .map_err(|e| std::io::Error::new(e.kind(), format!("binding UDP port {port}: {e}")))?;
-        let port = sock.local_addr()?.as_socket_ipv4().map(|a| a.port()).unwrap_or(port);
-        Ok(DhcpSocket { sock, device: device.map(str::to_string), port })
+        let port = sock
+            .local_addr()?
+            .as_socket_ipv4()
+            .map(|a| a.port())
+            .unwrap_or(port);
+        Ok(DhcpSocket {
+            sock,
+            device: device.map(str::to_string),
+            port,
+        })
     }
 
     /// Blocks until at least one datagram arrives or the read timeout passes
@@ -84,7 +93,15 @@ impl DhcpSocket {
         b.len = 0;
         // SAFETY: the headers point into the same boxed `Inner` (see `RecvBatch::default`),
         // with the lengths given; the kernel writes at most those lengths.
-        let n = unsafe { libc::recvmmsg(self.sock.as_raw_fd(), b.hdrs.as_mut_ptr(), BATCH as _, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        let n = unsafe {
+            libc::recvmmsg(
+                self.sock.as_raw_fd(),
+                b.hdrs.as_mut_ptr(),
+                BATCH as _,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -92,14 +109,24 @@ impl DhcpSocket {
         for i in 0..n {
             let h = &b.hdrs[i].msg_hdr;
             let name = &b.names[i];
-            let src = if h.msg_namelen as usize >= size_of::<libc::sockaddr_in>() && name.sin_family == libc::AF_INET as libc::sa_family_t {
-                SocketAddrV4::new(Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)), u16::from_be(name.sin_port))
+            let src = if h.msg_namelen as usize >= size_of::<libc::sockaddr_in>()
+                && name.sin_family == libc::AF_INET as libc::sa_family_t
+            {
+                SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)),
+                    u16::from_be(name.sin_port),
+                )
             } else {
                 SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
             };
             // SAFETY: the kernel filled this header.
             let (ifindex, local) = unsafe { packet_info(h) };
-            b.meta[i] = Received { len: b.hdrs[i].msg_len as usize, src, ifindex, local };
+            b.meta[i] = Received {
+                len: b.hdrs[i].msg_len as usize,
+                src,
+                ifindex,
+                local,
+            };
         }
         b.len = n;
         Ok(n)
@@ -107,9 +134,18 @@ impl DhcpSocket {
 
     /// Sends `data` to `to`, out of interface `ifindex` (0: let routing choose) from
     /// source address `src` (unspecified: the interface's primary address).
-    pub fn send(&self, data: &[u8], to: SocketAddrV4, ifindex: u32, src: Ipv4Addr) -> std::io::Result<()> {
+    pub fn send(
+        &self,
+        data: &[u8],
+        to: SocketAddrV4,
+        ifindex: u32,
+        src: Ipv4Addr,
+    ) -> std::io::Result<()> {
         let mut dest = sockaddr(to);
-        let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut _,
+            iov_len: data.len(),
+        };
         let mut cmsg = CmsgBuf([0; 64]);
         // SAFETY: all-zero is a valid msghdr.
         let mut h: libc::msghdr = unsafe { zeroed() };
@@ -126,22 +162,45 @@ impl DhcpSocket {
     /// Sends every reply queued in `batch` with as few `sendmmsg` calls as possible (one
     /// when all succeed), and calls `done(i, result)` once per reply, in order. A reply
     /// the kernel refuses gets its own error and the ones after it are still sent.
-    pub fn send_batch(&self, batch: &mut SendBatch, mut done: impl FnMut(usize, std::io::Result<()>)) {
+    pub fn send_batch(
+        &self,
+        batch: &mut SendBatch,
+        mut done: impl FnMut(usize, std::io::Result<()>),
+    ) {
         let b = &mut *batch.inner;
         let n = b.len;
         for i in 0..n {
             let d = b.dests[i];
             b.names[i] = sockaddr(d.to);
-            b.iovs[i] = libc::iovec { iov_base: b.bufs[i].as_ptr() as *mut _, iov_len: b.bufs[i].len() };
+            b.iovs[i] = libc::iovec {
+                iov_base: b.bufs[i].as_ptr() as *mut _,
+                iov_len: b.bufs[i].len(),
+            };
             // SAFETY: the header points into the same boxed `SendInner`, which is not
             // touched again until the sends below are done.
-            unsafe { fill_send_header(&mut b.hdrs[i].msg_hdr, &mut b.names[i], &mut b.iovs[i], &mut b.cmsgs[i], d.ifindex, d.src) };
+            unsafe {
+                fill_send_header(
+                    &mut b.hdrs[i].msg_hdr,
+                    &mut b.names[i],
+                    &mut b.iovs[i],
+                    &mut b.cmsgs[i],
+                    d.ifindex,
+                    d.src,
+                )
+            };
             b.hdrs[i].msg_len = 0;
         }
         let mut start = 0;
         while start < n {
             // SAFETY: headers start..n were filled above and point at live buffers.
-            let r = unsafe { libc::sendmmsg(self.sock.as_raw_fd(), b.hdrs[start..n].as_mut_ptr(), (n - start) as _, 0) };
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.sock.as_raw_fd(),
+                    b.hdrs[start..n].as_mut_ptr(),
+                    (n - start) as _,
+                    0,
+                )
+            };
             if r > 0 {
                 for i in start..start + r as usize {
                     done(i, Ok(()));
@@ -150,7 +209,11 @@ impl DhcpSocket {
             } else {
                 // The first message was refused (sendmmsg reports an error only when
                 // nothing was sent); the rest are tried again after it.
-                let e = if r < 0 { std::io::Error::last_os_error() } else { std::io::Error::other("sendmmsg sent nothing") };
+                let e = if r < 0 {
+                    std::io::Error::last_os_error()
+                } else {
+                    std::io::Error::other("sendmmsg sent nothing")
+                };
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -176,7 +239,14 @@ fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
 ///
 /// # Safety
 /// The pointed-to values must outlive every use of `h`.
-unsafe fn fill_send_header(h: &mut libc::msghdr, dest: &mut libc::sockaddr_in, iov: &mut libc::iovec, cmsg: &mut CmsgBuf, ifindex: u32, src: Ipv4Addr) {
+unsafe fn fill_send_header(
+    h: &mut libc::msghdr,
+    dest: &mut libc::sockaddr_in,
+    iov: &mut libc::iovec,
+    cmsg: &mut CmsgBuf,
+    ifindex: u32,
+    src: Ipv4Addr,
+) {
     h.msg_name = (dest as *mut libc::sockaddr_in).cast();
     h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     h.msg_iov = iov;
@@ -192,7 +262,9 @@ unsafe fn fill_send_header(h: &mut libc::msghdr, dest: &mut libc::sockaddr_in, i
         (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
         let info = libc::in_pktinfo {
             ipi_ifindex: ifindex as i32,
-            ipi_spec_dst: libc::in_addr { s_addr: u32::from(src).to_be() },
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(src).to_be(),
+            },
             ipi_addr: libc::in_addr { s_addr: 0 },
         };
         std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
@@ -212,7 +284,10 @@ unsafe fn packet_info(h: &libc::msghdr) -> (u32, Ipv4Addr) {
         while !c.is_null() {
             if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
                 let info = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
-                out = (info.ipi_ifindex as u32, Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)));
+                out = (
+                    info.ipi_ifindex as u32,
+                    Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
+                );
             }
             c = libc::CMSG_NXTHDR(h, c);
         }
@@ -251,7 +326,10 @@ impl Default for RecvBatch {
         };
         let b = &mut *inner;
         for i in 0..BATCH {
-            b.iovs[i] = libc::iovec { iov_base: b.bufs[i].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
+            b.iovs[i] = libc::iovec {
+                iov_base: b.bufs[i].as_mut_ptr().cast(),
+                iov_len: MAX_DATAGRAM,
+            };
             let h = &mut b.hdrs[i].msg_hdr;
             h.msg_name = (&mut b.names[i] as *mut libc::sockaddr_in).cast();
             h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
@@ -268,7 +346,10 @@ impl RecvBatch {
     /// The datagrams of the last [`DhcpSocket::recv_batch`].
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Received)> {
         let b = &*self.inner;
-        b.meta[..b.len].iter().zip(&b.bufs).map(|(m, buf)| (&buf[..m.len.min(MAX_DATAGRAM)], m))
+        b.meta[..b.len]
+            .iter()
+            .zip(&b.bufs)
+            .map(|(m, buf)| (&buf[..m.len.min(MAX_DATAGRAM)], m))
     }
 }
 
@@ -299,7 +380,11 @@ struct SendInner {
 
 impl Default for SendBatch {
     fn default() -> Self {
-        let unset = Dest { to: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), ifindex: 0, src: Ipv4Addr::UNSPECIFIED };
+        let unset = Dest {
+            to: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            ifindex: 0,
+            src: Ipv4Addr::UNSPECIFIED,
+        };
         // SAFETY: all-zero is a valid iovec, sockaddr_in, control buffer and mmsghdr
         // (null pointers); every header is filled in before it is used.
         let (iovs, names, cmsgs, hdrs) = unsafe { (zeroed(), zeroed(), zeroed(), zeroed()) };
@@ -345,12 +430,21 @@ impl SendBatch {
 
 /// The IPv4 addresses (with netmask) of every interface, by interface index.
 pub fn interface_addresses() -> std::collections::HashMap<u32, Vec<(Ipv4Addr, Ipv4Addr)>> {
-    let mut out: std::collections::HashMap<u32, Vec<(Ipv4Addr, Ipv4Addr)>> = std::collections::HashMap::new();
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return out };
+    let mut out: std::collections::HashMap<u32, Vec<(Ipv4Addr, Ipv4Addr)>> =
+        std::collections::HashMap::new();
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return out;
+    };
     for ifa in addrs {
-        let (Some(addr), Some(mask)) = (ifa.address, ifa.netmask) else { continue };
-        let (Some(a), Some(m)) = (addr.as_sockaddr_in(), mask.as_sockaddr_in()) else { continue };
-        let Ok(idx) = nix::net::if_::if_nametoindex(ifa.interface_name.as_str()) else { continue };
+        let (Some(addr), Some(mask)) = (ifa.address, ifa.netmask) else {
+            continue;
+        };
+        let (Some(a), Some(m)) = (addr.as_sockaddr_in(), mask.as_sockaddr_in()) else {
+            continue;
+        };
+        let Ok(idx) = nix::net::if_::if_nametoindex(ifa.interface_name.as_str()) else {
+            continue;
+        };
         out.entry(idx).or_default().push((a.ip(), m.ip()));
     }
     out
@@ -378,10 +472,34 @@ mod tests {
         let sock = DhcpSocket::bind(0, None, Duration::from_millis(100)).unwrap();
         let lo = Ipv4Addr::LOCALHOST;
         let mut batch = SendBatch::default();
-        queue(&mut batch, b"one", Dest { to, ifindex: 0, src: lo });
+        queue(
+            &mut batch,
+            b"one",
+            Dest {
+                to,
+                ifindex: 0,
+                src: lo,
+            },
+        );
         // No such interface: the kernel refuses this one.
-        queue(&mut batch, b"bad", Dest { to, ifindex: 999_999, src: lo });
-        queue(&mut batch, b"three", Dest { to, ifindex: 0, src: lo });
+        queue(
+            &mut batch,
+            b"bad",
+            Dest {
+                to,
+                ifindex: 999_999,
+                src: lo,
+            },
+        );
+        queue(
+            &mut batch,
+            b"three",
+            Dest {
+                to,
+                ifindex: 0,
+                src: lo,
+            },
+        );
         assert_eq!(batch.len(), 3);
         let mut results = Vec::new();
         sock.send_batch(&mut batch, |i, r| results.push((i, r.is_ok())));

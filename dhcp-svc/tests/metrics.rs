@@ -13,7 +13,10 @@ use ironboot_testkit::metrics::{Scrape, scrape};
 
 fn message(mac: [u8; 6], xid: u32, ty: v4::MessageType, opts: Vec<v4::DhcpOption>) -> Vec<u8> {
     let mut m = v4::Message::default();
-    m.set_opcode(v4::Opcode::BootRequest).set_chaddr(&mac).set_xid(xid).set_flags(v4::Flags::default().set_broadcast());
+    m.set_opcode(v4::Opcode::BootRequest)
+        .set_chaddr(&mac)
+        .set_xid(xid)
+        .set_flags(v4::Flags::default().set_broadcast());
     m.opts_mut().insert(v4::DhcpOption::MessageType(ty));
     for o in opts {
         m.opts_mut().insert(o);
@@ -25,16 +28,19 @@ fn message(mac: [u8; 6], xid: u32, ty: v4::MessageType, opts: Vec<v4::DhcpOption
 
 /// The replies to transaction `xid` received within `wait`.
 fn replies(sock: &UdpSocket, xid: u32, wait: Duration) -> Vec<v4::Message> {
-    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let deadline = Instant::now() + wait;
     let mut out = Vec::new();
     let mut buf = [0u8; 1500];
     while Instant::now() < deadline {
         if let Ok((n, _)) = sock.recv_from(&mut buf)
             && let Ok(m) = v4::Message::decode(&mut Decoder::new(&buf[..n]))
-                && m.opcode() == v4::Opcode::BootReply && m.xid() == xid {
-                    out.push(m);
-                }
+            && m.opcode() == v4::Opcode::BootReply
+            && m.xid() == xid
+        {
+            out.push(m);
+        }
     }
     out
 }
@@ -56,18 +62,31 @@ async fn packets_by_type_mode_and_outcome_unknown_macs_and_cache_state() {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
         s.set_broadcast(true).unwrap();
         s.bind_device(Some(ifname.as_bytes())).unwrap();
-        s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into()).unwrap();
+        s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())
+            .unwrap();
         let sock: UdpSocket = s.into();
         let to = (Ipv4Addr::BROADCAST, 67);
-        sock.send_to(&message(known, 0x1001, v4::MessageType::Discover, vec![]), to).unwrap();
+        sock.send_to(
+            &message(known, 0x1001, v4::MessageType::Discover, vec![]),
+            to,
+        )
+        .unwrap();
         let offers = replies(&sock, 0x1001, Duration::from_millis(1500));
         let request = vec![
             v4::DhcpOption::ServerIdentifier(SERVER_IP),
             v4::DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 77, 0, 10)),
         ];
-        sock.send_to(&message(known, 0x1002, v4::MessageType::Request, request), to).unwrap();
+        sock.send_to(
+            &message(known, 0x1002, v4::MessageType::Request, request),
+            to,
+        )
+        .unwrap();
         let acks = replies(&sock, 0x1002, Duration::from_millis(1500));
-        sock.send_to(&message(unknown, 0x1003, v4::MessageType::Discover, vec![]), to).unwrap();
+        sock.send_to(
+            &message(unknown, 0x1003, v4::MessageType::Discover, vec![]),
+            to,
+        )
+        .unwrap();
         let strays = replies(&sock, 0x1003, Duration::from_millis(1500));
         (offers, acks, strays)
     });
@@ -78,16 +97,35 @@ async fn packets_by_type_mode_and_outcome_unknown_macs_and_cache_state() {
     assert!(strays.is_empty(), "an unknown MAC was answered: {strays:?}");
 
     let m: Scrape = scrape(SocketAddr::V4(lab.admin()));
-    let packets = |ty: &str, outcome: &str| m.value("dhcp_packets_total", &[("type", ty), ("mode", "reservation"), ("outcome", outcome)]);
+    let packets = |ty: &str, outcome: &str| {
+        m.value(
+            "dhcp_packets_total",
+            &[("type", ty), ("mode", "reservation"), ("outcome", outcome)],
+        )
+    };
     assert_eq!(packets("discover", "offer"), 1.0);
     assert_eq!(packets("request", "ack"), 1.0);
     assert_eq!(packets("discover", "unknown_mac"), 1.0);
-    assert_eq!(m.sum("dhcp_packets_total", &[]), 3.0, "nothing else was counted");
+    assert_eq!(
+        m.sum("dhcp_packets_total", &[]),
+        3.0,
+        "nothing else was counted"
+    );
     assert_eq!(m.value("dhcp_unknown_mac_total", &[]), 1.0);
     assert_eq!(m.value("dhcp_decision_seconds_count", &[]), 3.0);
     // The unknown MAC was asked of the registry once (cache miss path), and not found.
-    assert_eq!(m.value("hardware_cache_fallback_lookups_total", &[("result", "not_found")]), 1.0);
+    assert_eq!(
+        m.value(
+            "hardware_cache_fallback_lookups_total",
+            &[("result", "not_found")]
+        ),
+        1.0
+    );
     assert_eq!(m.value("hardware_cache_synced", &[]), 1.0);
     assert_eq!(m.value("hardware_cache_records", &[]), 1.0);
-    assert!(m.undescribed().is_empty(), "metrics without # HELP: {:?}", m.undescribed());
+    assert!(
+        m.undescribed().is_empty(),
+        "metrics without # HELP: {:?}",
+        m.undescribed()
+    );
 }

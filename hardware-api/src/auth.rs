@@ -51,7 +51,9 @@ pub struct Tokens(Vec<Entry>);
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the secrets themselves.
-        f.debug_list().entries(self.0.iter().map(|e| format!("{} ({})", e.name, e.role))).finish()
+        f.debug_list()
+            .entries(self.0.iter().map(|e| format!("{} ({})", e.name, e.role)))
+            .finish()
     }
 }
 
@@ -74,20 +76,44 @@ impl Tokens {
         self.0.len()
     }
 
-    fn add(&mut self, role: &str, token: &str, name: &str, source_name: &str, line: usize) -> Result<(), TokenError> {
-        let role = Role::parse(role).ok_or_else(|| TokenError::Syntax { source_name: source_name.into(), line })?;
+    fn add(
+        &mut self,
+        role: &str,
+        token: &str,
+        name: &str,
+        source_name: &str,
+        line: usize,
+    ) -> Result<(), TokenError> {
+        let role = Role::parse(role).ok_or_else(|| TokenError::Syntax {
+            source_name: source_name.into(),
+            line,
+        })?;
         let token = token.trim();
         if token.len() < MIN_TOKEN_LEN {
-            return Err(TokenError::TooShort { source_name: source_name.into(), line });
+            return Err(TokenError::TooShort {
+                source_name: source_name.into(),
+                line,
+            });
         }
-        let name = if name.is_empty() { format!("{source_name}:{line}") } else { name.to_string() };
-        self.0.push(Entry { token: token.to_string(), role, name });
+        let name = if name.is_empty() {
+            format!("{source_name}:{line}")
+        } else {
+            name.to_string()
+        };
+        self.0.push(Entry {
+            token: token.to_string(),
+            role,
+            name,
+        });
         Ok(())
     }
 
     /// Adds the tokens of a tokens file.
     pub fn load_file(&mut self, path: &Path) -> Result<(), TokenError> {
-        let text = std::fs::read_to_string(path).map_err(|err| TokenError::Io { path: path.display().to_string(), err })?;
+        let text = std::fs::read_to_string(path).map_err(|err| TokenError::Io {
+            path: path.display().to_string(),
+            err,
+        })?;
         self.load_text(&text, &path.display().to_string())
     }
 
@@ -99,7 +125,10 @@ impl Tokens {
             }
             let mut parts = line.split_whitespace();
             let (Some(role), Some(token)) = (parts.next(), parts.next()) else {
-                return Err(TokenError::Syntax { source_name: source_name.into(), line: i + 1 });
+                return Err(TokenError::Syntax {
+                    source_name: source_name.into(),
+                    line: i + 1,
+                });
             };
             let name = parts.collect::<Vec<_>>().join(" ");
             self.add(role, token, &name, source_name, i + 1)?;
@@ -109,9 +138,17 @@ impl Tokens {
 
     /// Adds tokens from the `ROLE:TOKEN,ROLE:TOKEN` form of the environment variable.
     pub fn load_env(&mut self, value: &str) -> Result<(), TokenError> {
-        for (i, item) in value.split(',').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
+        for (i, item) in value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .enumerate()
+        {
             let source_name = "HARDWARE_API_TOKENS";
-            let (role, token) = item.split_once(':').ok_or(TokenError::Syntax { source_name: source_name.into(), line: i + 1 })?;
+            let (role, token) = item.split_once(':').ok_or(TokenError::Syntax {
+                source_name: source_name.into(),
+                line: i + 1,
+            })?;
             self.add(role, token, "", source_name, i + 1)?;
         }
         Ok(())
@@ -126,14 +163,23 @@ impl Tokens {
             ));
         }
         let Some(value) = md.get("authorization") else {
-            return Err(Status::unauthenticated("missing bearer token (metadata `authorization: Bearer <token>`)"));
+            return Err(Status::unauthenticated(
+                "missing bearer token (metadata `authorization: Bearer <token>`)",
+            ));
         };
         let presented = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .ok_or_else(|| Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "malformed authorization metadata: expected `Bearer <token>`",
+                )
+            })?;
         // Compare against every token in constant time so timing says nothing about
         // how much of a guess was right.
         let mut found: Option<&Entry> = None;
@@ -164,7 +210,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn generate_token() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..32).map(|_| format!("{:x}", rng.random_range(0..16u8))).collect()
+    (0..32)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -186,23 +234,60 @@ mod tests {
     #[test]
     fn roles() {
         let t = tokens();
-        assert_eq!(t.authorize(&md("Bearer wwwwwwwwwwwwwwwwwwww"), Role::Write).unwrap(), "ops");
-        assert_eq!(t.authorize(&md("Bearer wwwwwwwwwwwwwwwwwwww"), Role::Read).unwrap(), "ops");
-        assert_eq!(t.authorize(&md("Bearer rrrrrrrrrrrrrrrrrrrr"), Role::Read).unwrap(), "dhcp-svc");
-        let e = t.authorize(&md("Bearer rrrrrrrrrrrrrrrrrrrr"), Role::Write).unwrap_err();
+        assert_eq!(
+            t.authorize(&md("Bearer wwwwwwwwwwwwwwwwwwww"), Role::Write)
+                .unwrap(),
+            "ops"
+        );
+        assert_eq!(
+            t.authorize(&md("Bearer wwwwwwwwwwwwwwwwwwww"), Role::Read)
+                .unwrap(),
+            "ops"
+        );
+        assert_eq!(
+            t.authorize(&md("Bearer rrrrrrrrrrrrrrrrrrrr"), Role::Read)
+                .unwrap(),
+            "dhcp-svc"
+        );
+        let e = t
+            .authorize(&md("Bearer rrrrrrrrrrrrrrrrrrrr"), Role::Write)
+            .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
-        assert_eq!(t.authorize(&md("Bearer nope"), Role::Read).unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(t.authorize(&MetadataMap::new(), Role::Read).unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(Tokens::default().authorize(&md("Bearer x"), Role::Read).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            t.authorize(&md("Bearer nope"), Role::Read)
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            t.authorize(&MetadataMap::new(), Role::Read)
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            Tokens::default()
+                .authorize(&md("Bearer x"), Role::Read)
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
     }
 
     #[test]
     fn refuses_bad_sources() {
         let mut t = Tokens::default();
-        assert!(matches!(t.load_text("admin xxxxxxxxxxxxxxxxxxxxxx", "f"), Err(TokenError::Syntax { line: 1, .. })));
-        assert!(matches!(t.load_text("\n\nread short", "f"), Err(TokenError::TooShort { line: 3, .. })));
+        assert!(matches!(
+            t.load_text("admin xxxxxxxxxxxxxxxxxxxxxx", "f"),
+            Err(TokenError::Syntax { line: 1, .. })
+        ));
+        assert!(matches!(
+            t.load_text("\n\nread short", "f"),
+            Err(TokenError::TooShort { line: 3, .. })
+        ));
         assert!(t.load_env("write:abc").is_err());
-        t.load_env("write:0123456789abcdef0123, read:fedcba9876543210fedc").unwrap();
+        t.load_env("write:0123456789abcdef0123, read:fedcba9876543210fedc")
+            .unwrap();
         assert_eq!(t.len(), 2);
     }
 }

@@ -46,7 +46,10 @@ pub struct WithEncodedGet {
 impl WithEncodedGet {
     pub fn new(registry: Metered<Registry>) -> Self {
         let registry = Arc::new(registry);
-        WithEncodedGet { generated: HardwareServiceServer::from_arc(registry.clone()), registry }
+        WithEncodedGet {
+            generated: HardwareServiceServer::from_arc(registry.clone()),
+            registry,
+        }
     }
 }
 
@@ -85,7 +88,10 @@ where
         }
         let method = GetHardware(self.registry.clone());
         Box::pin(async move {
-            let mut grpc = Grpc::new(tonic_prost::ProstCodec::<EncodedGetHardwareResponse, GetHardwareRequest>::default());
+            let mut grpc = Grpc::new(tonic_prost::ProstCodec::<
+                EncodedGetHardwareResponse,
+                GetHardwareRequest,
+            >::default());
             Ok(grpc.unary(method, req).await)
         })
     }
@@ -102,11 +108,28 @@ mod tests {
         let hw = Hardware {
             id: "id-1".into(),
             name: "m1".into(),
-            interfaces: vec![Interface { mac: "52:54:00:00:00:01".into(), ..Default::default() }],
+            interfaces: vec![Interface {
+                mac: "52:54:00:00:00:01".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
-        let sent = EncodedGetHardwareResponse { hardware: hw.encode_to_vec().into() }.encode_to_vec();
-        assert_eq!(sent, GetHardwareResponse { hardware: Some(hw.clone()) }.encode_to_vec());
-        assert_eq!(GetHardwareResponse::decode(sent.as_slice()).unwrap().hardware, Some(hw));
+        let sent = EncodedGetHardwareResponse {
+            hardware: hw.encode_to_vec().into(),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            sent,
+            GetHardwareResponse {
+                hardware: Some(hw.clone())
+            }
+            .encode_to_vec()
+        );
+        assert_eq!(
+            GetHardwareResponse::decode(sent.as_slice())
+                .unwrap()
+                .hardware,
+            Some(hw)
+        );
     }
 }

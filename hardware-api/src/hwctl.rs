@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ironboot_proto::MacAddr;
 use ironboot_proto::client::{HardwareClient, RegistryArgs};
 use ironboot_proto::pb::{
-    DeleteHardwareRequest, EventType, GetHardwareRequest, Hardware, ListHardwareRequest, UpdateHardwareRequest,
-    UpdateOutcome, WatchHardwareRequest, delete_hardware_request, get_hardware_request,
+    DeleteHardwareRequest, EventType, GetHardwareRequest, Hardware, ListHardwareRequest,
+    UpdateHardwareRequest, UpdateOutcome, WatchHardwareRequest, delete_hardware_request,
+    get_hardware_request,
 };
 use tonic::Code;
 
@@ -96,7 +97,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apply { files, dry_run } => apply(&mut client, &files, dry_run).await,
         Command::Get { key, id, output } => get(&mut client, &key, id, output).await,
         Command::List { selector, output } => list(&mut client, &selector, output).await,
-        Command::Delete { names, ignore_not_found } => delete(&mut client, &names, ignore_not_found).await,
+        Command::Delete {
+            names,
+            ignore_not_found,
+        } => delete(&mut client, &names, ignore_not_found).await,
         Command::Watch { since, json } => watch(&mut client, since, json).await,
         Command::Health => health(&cli.registry).await,
     }
@@ -106,7 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn explain(status: &tonic::Status) -> anyhow::Error {
     let msg = status.message();
     match status.code() {
-        Code::Unauthenticated => anyhow!("not authenticated: {msg} (pass --registry-token or set IRONBOOT_REGISTRY_TOKEN)"),
+        Code::Unauthenticated => anyhow!(
+            "not authenticated: {msg} (pass --registry-token or set IRONBOOT_REGISTRY_TOKEN)"
+        ),
         Code::PermissionDenied => anyhow!("permission denied: {msg}"),
         Code::Unavailable => anyhow!("registry unavailable: {msg}"),
         Code::DeadlineExceeded => anyhow!("registry did not answer in time: {msg}"),
@@ -117,14 +123,20 @@ fn explain(status: &tonic::Status) -> anyhow::Error {
 fn read_input(path: &PathBuf) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
         Ok(s)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
     }
 }
 
-async fn apply(client: &mut HardwareClient, files: &[PathBuf], dry_run: bool) -> anyhow::Result<()> {
+async fn apply(
+    client: &mut HardwareClient,
+    files: &[PathBuf],
+    dry_run: bool,
+) -> anyhow::Result<()> {
     let mut docs = Vec::new();
     for f in files {
         let text = read_input(f)?;
@@ -142,7 +154,11 @@ async fn apply(client: &mut HardwareClient, files: &[PathBuf], dry_run: bool) ->
     let mut names = std::collections::HashSet::new();
     for (f, hw) in &docs {
         if !names.insert(hw.name.clone()) {
-            bail!("{}: hardware {:?} appears twice in the input", f.display(), hw.name);
+            bail!(
+                "{}: hardware {:?} appears twice in the input",
+                f.display(),
+                hw.name
+            );
         }
     }
     // First pass: the registry checks every document; nothing is written unless all pass.
@@ -173,11 +189,23 @@ async fn apply(client: &mut HardwareClient, files: &[PathBuf], dry_run: bool) ->
     Ok(())
 }
 
-async fn upsert(client: &mut HardwareClient, hw: Hardware, validate_only: bool) -> anyhow::Result<UpdateOutcome> {
+async fn upsert(
+    client: &mut HardwareClient,
+    hw: Hardware,
+    validate_only: bool,
+) -> anyhow::Result<UpdateOutcome> {
     // Matched by name: ids are the registry's, files do not carry them.
-    let hw = Hardware { id: String::new(), ..hw };
+    let hw = Hardware {
+        id: String::new(),
+        ..hw
+    };
     let resp = client
-        .update_hardware(UpdateHardwareRequest { hardware: Some(hw), expected_revision: 0, allow_missing: true, validate_only })
+        .update_hardware(UpdateHardwareRequest {
+            hardware: Some(hw),
+            expected_revision: 0,
+            allow_missing: true,
+            validate_only,
+        })
         .await
         .map_err(|s| explain(&s))?
         .into_inner();
@@ -198,9 +226,16 @@ pub fn lookup_key(key: &str, is_id: bool) -> get_hardware_request::Key {
     }
 }
 
-async fn get(client: &mut HardwareClient, key: &str, id: bool, output: Output) -> anyhow::Result<()> {
+async fn get(
+    client: &mut HardwareClient,
+    key: &str,
+    id: bool,
+    output: Output,
+) -> anyhow::Result<()> {
     let hw = client
-        .get_hardware(GetHardwareRequest { key: Some(lookup_key(key, id)) })
+        .get_hardware(GetHardwareRequest {
+            key: Some(lookup_key(key, id)),
+        })
         .await
         .map_err(|s| explain(&s))?
         .into_inner()
@@ -214,7 +249,11 @@ async fn list(client: &mut HardwareClient, selector: &str, output: Output) -> an
     let mut token = String::new();
     loop {
         let resp = client
-            .list_hardware(ListHardwareRequest { page_size: 0, page_token: token, label_selector: selector.to_string() })
+            .list_hardware(ListHardwareRequest {
+                page_size: 0,
+                page_token: token,
+                label_selector: selector.to_string(),
+            })
             .await
             .map_err(|s| explain(&s))?
             .into_inner();
@@ -260,18 +299,35 @@ pub fn table(records: &[Hardware]) -> String {
             let ips: Vec<&str> = h
                 .interfaces
                 .iter()
-                .filter_map(|i| i.dhcp.as_ref().map(|d| d.ip.as_str()).filter(|s| !s.is_empty()))
+                .filter_map(|i| {
+                    i.dhcp
+                        .as_ref()
+                        .map(|d| d.ip.as_str())
+                        .filter(|s| !s.is_empty())
+                })
                 .collect();
             let pxe = if h.disabled {
                 "disabled"
             } else {
-                match h.interfaces.iter().filter_map(|i| i.netboot.as_ref()?.allow_pxe).next() {
+                match h
+                    .interfaces
+                    .iter()
+                    .filter_map(|i| i.netboot.as_ref()?.allow_pxe)
+                    .next()
+                {
                     Some(true) => "allowed",
                     Some(false) => "denied",
                     None => "default",
                 }
             };
-            [h.name.clone(), macs.join(","), ips.join(","), h.facility.clone(), pxe.to_string(), h.revision.to_string()]
+            [
+                h.name.clone(),
+                macs.join(","),
+                ips.join(","),
+                h.facility.clone(),
+                pxe.to_string(),
+                h.revision.to_string(),
+            ]
         })
         .collect();
     let header = ["NAME", "MAC", "IP", "FACILITY", "PXE", "REVISION"];
@@ -300,12 +356,21 @@ pub fn table(records: &[Hardware]) -> String {
     out
 }
 
-async fn delete(client: &mut HardwareClient, names: &[String], ignore_not_found: bool) -> anyhow::Result<()> {
+async fn delete(
+    client: &mut HardwareClient,
+    names: &[String],
+    ignore_not_found: bool,
+) -> anyhow::Result<()> {
     for name in names {
-        let req = DeleteHardwareRequest { key: Some(delete_hardware_request::Key::Name(name.clone())), expected_revision: 0 };
+        let req = DeleteHardwareRequest {
+            key: Some(delete_hardware_request::Key::Name(name.clone())),
+            expected_revision: 0,
+        };
         match client.delete_hardware(req).await {
             Ok(_) => println!("hardware/{name} deleted"),
-            Err(s) if s.code() == Code::NotFound && ignore_not_found => println!("hardware/{name} not found (ignored)"),
+            Err(s) if s.code() == Code::NotFound && ignore_not_found => {
+                println!("hardware/{name} not found (ignored)")
+            }
             Err(s) => return Err(explain(&s).context(format!("deleting hardware {name:?}"))),
         }
     }
@@ -317,7 +382,9 @@ async fn health(registry: &RegistryArgs) -> anyhow::Result<()> {
     let channel = registry.channel().await?;
     let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
     let resp = h
-        .check(tonic_health::pb::HealthCheckRequest { service: "hardware.v1.HardwareService".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "hardware.v1.HardwareService".into(),
+        })
         .await
         .map_err(|s| explain(&s))?
         .into_inner();
@@ -332,7 +399,10 @@ async fn health(registry: &RegistryArgs) -> anyhow::Result<()> {
 
 async fn watch(client: &mut HardwareClient, since: Option<u64>, json: bool) -> anyhow::Result<()> {
     let mut stream = client
-        .watch_hardware(WatchHardwareRequest { since_revision: since, store_id: String::new() })
+        .watch_hardware(WatchHardwareRequest {
+            since_revision: since,
+            store_id: String::new(),
+        })
         .await
         .map_err(|s| explain(&s))?
         .into_inner();

@@ -23,7 +23,11 @@ pub const TINKERBELL_API_PREFIX: &str = "tinkerbell.org/";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HardwareDoc {
-    #[serde(rename = "apiVersion", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "apiVersion",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub api_version: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
@@ -291,7 +295,9 @@ fn flatten(value: serde_yaml::Value) -> Vec<serde_yaml::Value> {
         Value::Sequence(items) => items.into_iter().flat_map(flatten).collect(),
         Value::Mapping(ref m)
             if m.get("items").is_some()
-                && m.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) =>
+                && m.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k.ends_with("List")) =>
         {
             match value {
                 Value::Mapping(mut m) => m.remove("items").map(flatten).unwrap_or_default(),
@@ -303,14 +309,22 @@ fn flatten(value: serde_yaml::Value) -> Vec<serde_yaml::Value> {
 }
 
 fn parse_one(value: serde_yaml::Value, index: usize) -> Result<Parsed, ManifestError> {
-    let api = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let api = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
     let name_hint = value
         .get("name")
         .or_else(|| value.get("metadata").and_then(|m| m.get("name")))
         .and_then(|v| v.as_str())
         .map(|n| format!(" (name {n:?})"))
         .unwrap_or_default();
-    let fail = |message: String| ManifestError { index, name: name_hint.clone(), message };
+    let fail = |message: String| ManifestError {
+        index,
+        name: name_hint.clone(),
+        message,
+    };
     if !value.is_mapping() {
         return Err(fail("expected a mapping (a hardware record)".into()));
     }
@@ -323,13 +337,18 @@ fn parse_one(value: serde_yaml::Value, index: usize) -> Result<Parsed, ManifestE
         return from_tinkerbell(tink).map_err(fail);
     }
     if !api.is_empty() && api != API_VERSION {
-        return Err(fail(format!("unknown apiVersion {api:?} (expected {API_VERSION} or tinkerbell.org/v1alpha1)")));
+        return Err(fail(format!(
+            "unknown apiVersion {api:?} (expected {API_VERSION} or tinkerbell.org/v1alpha1)"
+        )));
     }
     let doc: HardwareDoc = serde_yaml::from_value(value).map_err(|e| fail(e.to_string()))?;
     if !doc.kind.is_empty() && doc.kind != "Hardware" {
         return Err(fail(format!("kind {:?} is not Hardware", doc.kind)));
     }
-    Ok(Parsed { hardware: doc.into_pb(), notes: vec![] })
+    Ok(Parsed {
+        hardware: doc.into_pb(),
+        notes: vec![],
+    })
 }
 
 /// Maps a Tinkerbell Hardware to our record. Interfaces with `disableDhcp: true` keep
@@ -338,28 +357,46 @@ fn from_tinkerbell(t: TinkHardware) -> Result<Parsed, String> {
     let mut notes = Vec::new();
     let ignored: Vec<&str> = t.spec.other.keys().map(String::as_str).collect();
     if !ignored.is_empty() {
-        notes.push(format!("ignored Tinkerbell spec fields: {}", ignored.join(", ")));
+        notes.push(format!(
+            "ignored Tinkerbell spec fields: {}",
+            ignored.join(", ")
+        ));
     }
     let mut interfaces = Vec::new();
     for (i, ti) in t.spec.interfaces.into_iter().enumerate() {
         let Some(d) = ti.dhcp else {
-            return Err(format!("spec.interfaces[{i}].dhcp.mac: required (the MAC is how a machine is found)"));
+            return Err(format!(
+                "spec.interfaces[{i}].dhcp.mac: required (the MAC is how a machine is found)"
+            ));
         };
         let vlan_id = match d.vlan_id {
             None => 0,
-            Some(StringOrNumber::N(n)) => u32::try_from(n).map_err(|_| format!("spec.interfaces[{i}].dhcp.vlan_id: {n} is not a VLAN id"))?,
+            Some(StringOrNumber::N(n)) => u32::try_from(n)
+                .map_err(|_| format!("spec.interfaces[{i}].dhcp.vlan_id: {n} is not a VLAN id"))?,
             Some(StringOrNumber::S(s)) if s.trim().is_empty() => 0,
-            Some(StringOrNumber::S(s)) => s
-                .trim()
-                .parse()
-                .map_err(|_| format!("spec.interfaces[{i}].dhcp.vlan_id: {s:?} is not a VLAN id"))?,
+            Some(StringOrNumber::S(s)) => s.trim().parse().map_err(|_| {
+                format!("spec.interfaces[{i}].dhcp.vlan_id: {s:?} is not a VLAN id")
+            })?,
         };
-        let lease_time = u32::try_from(d.lease_time)
-            .map_err(|_| format!("spec.interfaces[{i}].dhcp.lease_time: {} is out of range", d.lease_time))?;
+        let lease_time = u32::try_from(d.lease_time).map_err(|_| {
+            format!(
+                "spec.interfaces[{i}].dhcp.lease_time: {} is out of range",
+                d.lease_time
+            )
+        })?;
         let ip = d.ip.unwrap_or_default();
         let dhcp = if ti.disable_dhcp {
-            notes.push(format!("interface {}: disableDhcp is set, so no address is reserved", d.mac));
-            pb::Dhcp { hostname: d.hostname, arch: d.arch, uefi: d.uefi, iface_name: d.iface_name, ..Default::default() }
+            notes.push(format!(
+                "interface {}: disableDhcp is set, so no address is reserved",
+                d.mac
+            ));
+            pb::Dhcp {
+                hostname: d.hostname,
+                arch: d.arch,
+                uefi: d.uefi,
+                iface_name: d.iface_name,
+                ..Default::default()
+            }
         } else {
             pb::Dhcp {
                 ip: ip.address,
@@ -380,11 +417,23 @@ fn from_tinkerbell(t: TinkHardware) -> Result<Parsed, String> {
         let netboot = ti.netboot.map(|n| pb::Netboot {
             allow_pxe: n.allow_pxe,
             allow_workflow: n.allow_workflow,
-            ipxe: n.ipxe.map(|x| pb::Ipxe { url: x.url, contents: x.contents }),
-            osie: n.osie.map(|o| pb::Osie { base_url: o.base_url, kernel: o.kernel, initrd: o.initrd, kernel_params: String::new() }),
+            ipxe: n.ipxe.map(|x| pb::Ipxe {
+                url: x.url,
+                contents: x.contents,
+            }),
+            osie: n.osie.map(|o| pb::Osie {
+                base_url: o.base_url,
+                kernel: o.kernel,
+                initrd: o.initrd,
+                kernel_params: String::new(),
+            }),
             ipxe_binary: String::new(),
         });
-        interfaces.push(pb::Interface { mac: d.mac, dhcp: Some(dhcp), netboot });
+        interfaces.push(pb::Interface {
+            mac: d.mac,
+            dhcp: Some(dhcp),
+            netboot,
+        });
     }
     let facility = t
         .spec
@@ -412,7 +461,11 @@ impl HardwareDoc {
             labels: self.labels.into_iter().collect::<HashMap<_, _>>(),
             facility: self.facility,
             disabled: self.disabled,
-            interfaces: self.interfaces.into_iter().map(InterfaceDoc::into_pb).collect(),
+            interfaces: self
+                .interfaces
+                .into_iter()
+                .map(InterfaceDoc::into_pb)
+                .collect(),
             revision: 0,
             created_at: None,
             updated_at: None,
@@ -425,7 +478,11 @@ impl HardwareDoc {
             kind: "Hardware".into(),
             id: hw.id.clone(),
             name: hw.name.clone(),
-            labels: hw.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: hw
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             facility: hw.facility.clone(),
             disabled: hw.disabled,
             interfaces: hw.interfaces.iter().map(InterfaceDoc::from_pb).collect(),
@@ -458,7 +515,10 @@ impl InterfaceDoc {
             netboot: self.netboot.map(|n| pb::Netboot {
                 allow_pxe: n.allow_pxe,
                 allow_workflow: n.allow_workflow,
-                ipxe: n.ipxe.map(|i| pb::Ipxe { url: i.url, contents: i.contents }),
+                ipxe: n.ipxe.map(|i| pb::Ipxe {
+                    url: i.url,
+                    contents: i.contents,
+                }),
                 osie: n.osie.map(|o| pb::Osie {
                     base_url: o.base_url,
                     kernel: o.kernel,
@@ -491,7 +551,10 @@ impl InterfaceDoc {
             netboot: i.netboot.as_ref().map(|n| NetbootDoc {
                 allow_pxe: n.allow_pxe,
                 allow_workflow: n.allow_workflow,
-                ipxe: n.ipxe.as_ref().map(|x| IpxeDoc { url: x.url.clone(), contents: x.contents.clone() }),
+                ipxe: n.ipxe.as_ref().map(|x| IpxeDoc {
+                    url: x.url.clone(),
+                    contents: x.contents.clone(),
+                }),
                 osie: n.osie.as_ref().map(|o| OsieDoc {
                     base_url: o.base_url.clone(),
                     kernel: o.kernel.clone(),

@@ -11,11 +11,14 @@ use std::time::Instant;
 
 use ironboot_proto::pb::hardware_service_server::HardwareService;
 use ironboot_proto::pb::{
-    CreateHardwareRequest, CreateHardwareResponse, DeleteHardwareRequest, DeleteHardwareResponse, GetHardwareRequest,
-    GetHardwareResponse, ListHardwareRequest, ListHardwareResponse, UpdateHardwareRequest, UpdateHardwareResponse,
-    WatchHardwareRequest,
+    CreateHardwareRequest, CreateHardwareResponse, DeleteHardwareRequest, DeleteHardwareResponse,
+    GetHardwareRequest, GetHardwareResponse, ListHardwareRequest, ListHardwareResponse,
+    UpdateHardwareRequest, UpdateHardwareResponse, WatchHardwareRequest,
 };
-use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    histogram,
+};
 use tonic::{Code, Request, Response, Status};
 
 use crate::store::HardwareStore;
@@ -26,7 +29,14 @@ pub const STORE_RECORDS: &str = "registry_store_records";
 pub const STORE_REVISION: &str = "registry_store_revision";
 
 /// The `method` label values, in [`Method`] order.
-const METHODS: [&str; 6] = ["CreateHardware", "UpdateHardware", "DeleteHardware", "GetHardware", "ListHardware", "WatchHardware"];
+const METHODS: [&str; 6] = [
+    "CreateHardware",
+    "UpdateHardware",
+    "DeleteHardware",
+    "GetHardware",
+    "ListHardware",
+    "WatchHardware",
+];
 
 #[derive(Clone, Copy)]
 enum Method {
@@ -61,16 +71,31 @@ const CODES: [&str; 17] = [
 
 /// Registers the descriptions (`# HELP`) of the registry's own metrics.
 pub fn describe() {
-    describe_counter!(RPCS, "hardware.v1 calls answered, by method and gRPC status code (WatchHardware: the code the stream started with).");
-    describe_histogram!(RPC_DURATION, Unit::Seconds, "Time to answer a hardware.v1 call, by method (WatchHardware: until the stream starts).");
-    describe_gauge!(STORE_RECORDS, "Hardware records in the registry's store (read at scrape time).");
-    describe_gauge!(STORE_REVISION, "The registry store's current revision (read at scrape time).");
+    describe_counter!(
+        RPCS,
+        "hardware.v1 calls answered, by method and gRPC status code (WatchHardware: the code the stream started with)."
+    );
+    describe_histogram!(
+        RPC_DURATION,
+        Unit::Seconds,
+        "Time to answer a hardware.v1 call, by method (WatchHardware: until the stream starts)."
+    );
+    describe_gauge!(
+        STORE_RECORDS,
+        "Hardware records in the registry's store (read at scrape time)."
+    );
+    describe_gauge!(
+        STORE_REVISION,
+        "The registry store's current revision (read at scrape time)."
+    );
 }
 
 /// Sets the store gauges on every scrape, for as long as the store lives.
 pub fn watch_store(store: Weak<dyn HardwareStore>) {
     ironboot_telemetry::metrics::on_scrape(move || {
-        let Some(store) = store.upgrade() else { return false };
+        let Some(store) = store.upgrade() else {
+            return false;
+        };
         if let Ok(n) = store.count() {
             metrics::gauge!(STORE_RECORDS).set(n as f64);
         }
@@ -94,9 +119,18 @@ impl<S> Metered<S> {
     /// Registers the metric handles: call after the recorder is installed
     /// (`ironboot_telemetry::metrics::init_metrics`), or they are no-ops.
     pub fn new(inner: S) -> Self {
-        let calls = METHODS.iter().map(|m| CODES.map(|c| counter!(RPCS, "method" => *m, "code" => c))).collect();
-        let durations = METHODS.iter().map(|m| histogram!(RPC_DURATION, "method" => *m)).collect();
-        Metered { inner, handles: Arc::new(Handles { calls, durations }) }
+        let calls = METHODS
+            .iter()
+            .map(|m| CODES.map(|c| counter!(RPCS, "method" => *m, "code" => c)))
+            .collect();
+        let durations = METHODS
+            .iter()
+            .map(|m| histogram!(RPC_DURATION, "method" => *m))
+            .collect();
+        Metered {
+            inner,
+            handles: Arc::new(Handles { calls, durations }),
+        }
     }
 
     fn record<T>(&self, method: Method, started: Instant, result: &Result<T, Status>) {
@@ -128,35 +162,50 @@ impl Metered<crate::service::Registry> {
 
 #[tonic::async_trait]
 impl<S: HardwareService> HardwareService for Metered<S> {
-    async fn create_hardware(&self, req: Request<CreateHardwareRequest>) -> Result<Response<CreateHardwareResponse>, Status> {
+    async fn create_hardware(
+        &self,
+        req: Request<CreateHardwareRequest>,
+    ) -> Result<Response<CreateHardwareResponse>, Status> {
         let t = Instant::now();
         let r = self.inner.create_hardware(req).await;
         self.record(Method::Create, t, &r);
         r
     }
 
-    async fn update_hardware(&self, req: Request<UpdateHardwareRequest>) -> Result<Response<UpdateHardwareResponse>, Status> {
+    async fn update_hardware(
+        &self,
+        req: Request<UpdateHardwareRequest>,
+    ) -> Result<Response<UpdateHardwareResponse>, Status> {
         let t = Instant::now();
         let r = self.inner.update_hardware(req).await;
         self.record(Method::Update, t, &r);
         r
     }
 
-    async fn delete_hardware(&self, req: Request<DeleteHardwareRequest>) -> Result<Response<DeleteHardwareResponse>, Status> {
+    async fn delete_hardware(
+        &self,
+        req: Request<DeleteHardwareRequest>,
+    ) -> Result<Response<DeleteHardwareResponse>, Status> {
         let t = Instant::now();
         let r = self.inner.delete_hardware(req).await;
         self.record(Method::Delete, t, &r);
         r
     }
 
-    async fn get_hardware(&self, req: Request<GetHardwareRequest>) -> Result<Response<GetHardwareResponse>, Status> {
+    async fn get_hardware(
+        &self,
+        req: Request<GetHardwareRequest>,
+    ) -> Result<Response<GetHardwareResponse>, Status> {
         let t = Instant::now();
         let r = self.inner.get_hardware(req).await;
         self.record(Method::Get, t, &r);
         r
     }
 
-    async fn list_hardware(&self, req: Request<ListHardwareRequest>) -> Result<Response<ListHardwareResponse>, Status> {
+    async fn list_hardware(
+        &self,
+        req: Request<ListHardwareRequest>,
+    ) -> Result<Response<ListHardwareResponse>, Status> {
         let t = Instant::now();
         let r = self.inner.list_hardware(req).await;
         self.record(Method::List, t, &r);
@@ -165,7 +214,10 @@ impl<S: HardwareService> HardwareService for Metered<S> {
 
     type WatchHardwareStream = S::WatchHardwareStream;
 
-    async fn watch_hardware(&self, req: Request<WatchHardwareRequest>) -> Result<Response<Self::WatchHardwareStream>, Status> {
+    async fn watch_hardware(
+        &self,
+        req: Request<WatchHardwareRequest>,
+    ) -> Result<Response<Self::WatchHardwareStream>, Status> {
         let t = Instant::now();
         let r = self.inner.watch_hardware(req).await;
         self.record(Method::Watch, t, &r);

@@ -53,7 +53,9 @@ impl Selector {
 fn key(k: &str, term: &str) -> Result<String, String> {
     let k = k.trim();
     if k.is_empty() || k.contains(['=', '!', ' ']) {
-        return Err(format!("label selector term {term:?}: missing or malformed key"));
+        return Err(format!(
+            "label selector term {term:?}: missing or malformed key"
+        ));
     }
     Ok(k.to_string())
 }
@@ -71,7 +73,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use ironboot_proto::pb::hardware_service_server::HardwareServiceServer;
-use tower_http::trace::TraceLayer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tower_http::trace::TraceLayer;
 
 use crate::auth::Tokens;
 use crate::encoded_get::WithEncodedGet;
@@ -45,7 +45,11 @@ pub struct Config {
 
     /// Directory of the embedded store (file hardware.redb). Back it up by copying the
     /// file while the registry is stopped.
-    #[arg(long, env = "HARDWARE_API_DATA_DIR", default_value = "/var/lib/ironboot/hardware-api")]
+    #[arg(
+        long,
+        env = "HARDWARE_API_DATA_DIR",
+        default_value = "/var/lib/ironboot/hardware-api"
+    )]
     pub data_dir: PathBuf,
 
     /// Tokens file: one `ROLE TOKEN [NAME]` per line, ROLE `read` (boot services) or
@@ -85,7 +89,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
 
     /// Admin HTTP listener: /metrics (Prometheus) and /healthz. Empty to disable.
-    #[arg(long, env = "HARDWARE_API_ADMIN_LISTEN", default_value = "127.0.0.1:9061")]
+    #[arg(
+        long,
+        env = "HARDWARE_API_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9061"
+    )]
     pub admin_listen: String,
 
     /// Threads that serve gRPC calls (tokio workers; default: one per core). Writes and
@@ -106,8 +114,13 @@ pub struct Config {
 /// Parses `15s`, `500ms`, `2m` or a plain number of seconds.
 pub fn humantime_secs(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 15s, 500ms or 2m"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 15s, 500ms or 2m"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -144,7 +157,8 @@ impl Config {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
-        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
         let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
         if let Some(ca) = &self.tls_client_ca {
             tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
@@ -158,15 +172,18 @@ impl Config {
         if s.is_empty() {
             return Ok(None);
         }
-        s.parse().map(Some).map_err(|_| anyhow::anyhow!("--admin-listen {s:?}: expected ADDRESS:PORT, or empty to disable"))
+        s.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!("--admin-listen {s:?}: expected ADDRESS:PORT, or empty to disable")
+        })
     }
 
     pub fn open_store(&self) -> anyhow::Result<RedbStore> {
         Ok(match self.store {
             StoreKind::Memory => RedbStore::in_memory(self.event_retention)?,
             StoreKind::Redb => {
-                std::fs::create_dir_all(&self.data_dir)
-                    .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
+                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                    format!("cannot create data directory {}", self.data_dir.display())
+                })?;
                 RedbStore::open(&self.data_dir.join("hardware.redb"), self.event_retention)?
             }
         })
@@ -174,7 +191,10 @@ impl Config {
 }
 
 /// Runs the registry on `config.listen` until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     if config.check_config {
         return serve(config, None, shutdown).await;
     }
@@ -193,9 +213,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let admin = match config.admin_addr()? {
-        Some(addr) if !config.check_config => {
-            Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?)
-        }
+        Some(addr) if !config.check_config => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+        ),
         _ => None,
     };
     serve_with_admin(config, listener, admin, shutdown).await
@@ -214,7 +236,9 @@ pub async fn serve_with_admin(
     let tokens = config.load_tokens()?;
     let tls = config.tls()?;
     if tokens.is_empty() {
-        tracing::warn!("no tokens configured: every call will be refused (set --tokens-file or HARDWARE_API_TOKENS)");
+        tracing::warn!(
+            "no tokens configured: every call will be refused (set --tokens-file or HARDWARE_API_TOKENS)"
+        );
     }
     if config.check_config {
         config.open_store()?.close();
@@ -239,7 +263,12 @@ pub async fn serve_with_admin(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin_stop = stop_rx.clone();
-    let registry = Registry::new(store.clone() as Arc<dyn HardwareStore>, tokens, stop_rx, config.bookmark_interval);
+    let registry = Registry::new(
+        store.clone() as Arc<dyn HardwareStore>,
+        tokens,
+        stop_rx,
+        config.bookmark_interval,
+    );
     let registry = crate::metrics::Metered::new(registry);
     let weak_store: std::sync::Weak<RedbStore> = Arc::downgrade(&store);
     crate::metrics::watch_store(weak_store);
@@ -251,7 +280,10 @@ pub async fn serve_with_admin(
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(admin, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(admin, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "admin listener failed");
             }
         });
@@ -280,11 +312,20 @@ pub async fn serve_with_admin(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: refusing new calls, ending watch streams");
-        health_reporter.set_not_serving::<HardwareServiceServer<Metered<Registry>>>().await;
+        health_reporter
+            .set_not_serving::<HardwareServiceServer<Metered<Registry>>>()
+            .await;
         let _ = stop_tx.send(true);
     };
     let serve = builder
-        .layer(TraceLayer::new_for_grpc().make_span_with(rpc_span).on_request(()).on_response(()).on_failure(()).on_eos(()))
+        .layer(
+            TraceLayer::new_for_grpc()
+                .make_span_with(rpc_span)
+                .on_request(())
+                .on_response(())
+                .on_failure(())
+                .on_eos(()),
+        )
         .add_service(health_service)
         .add_service(reflection)
         .add_service(WithEncodedGet::new(registry))

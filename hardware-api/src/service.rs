@@ -10,10 +10,10 @@ use futures::Stream;
 use ironboot_proto::MacAddr;
 use ironboot_proto::pb::hardware_service_server::HardwareService;
 use ironboot_proto::pb::{
-    CreateHardwareRequest, CreateHardwareResponse, DeleteHardwareRequest, DeleteHardwareResponse, EventType,
-    GetHardwareRequest, GetHardwareResponse, ListHardwareRequest, ListHardwareResponse, UpdateHardwareRequest,
-    UpdateHardwareResponse, UpdateOutcome, WatchHardwareRequest, WatchHardwareResponse, delete_hardware_request,
-    get_hardware_request,
+    CreateHardwareRequest, CreateHardwareResponse, DeleteHardwareRequest, DeleteHardwareResponse,
+    EventType, GetHardwareRequest, GetHardwareResponse, ListHardwareRequest, ListHardwareResponse,
+    UpdateHardwareRequest, UpdateHardwareResponse, UpdateOutcome, WatchHardwareRequest,
+    WatchHardwareResponse, delete_hardware_request, get_hardware_request,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Request, Response, Status};
@@ -37,8 +37,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn HardwareStore>, tokens: Tokens, shutdown: watch::Receiver<bool>, bookmark_every: Duration) -> Self {
-        Registry { store, tokens, shutdown, bookmark_every }
+    pub fn new(
+        store: Arc<dyn HardwareStore>,
+        tokens: Tokens,
+        shutdown: watch::Receiver<bool>,
+        bookmark_every: Duration,
+    ) -> Self {
+        Registry {
+            store,
+            tokens,
+            shutdown,
+            bookmark_every,
+        }
     }
 
     fn authorize<T>(&self, req: &Request<T>, role: Role) -> Result<String, Status> {
@@ -48,10 +58,17 @@ impl Registry {
     /// GetHardware as the server answers it: the stored encoding of the record, sent as
     /// it is (`crate::encoded_get`). Same checks and codes as the decoded
     /// [`HardwareService::get_hardware`].
-    pub async fn get_hardware_encoded(&self, req: Request<GetHardwareRequest>) -> Result<Response<EncodedGetHardwareResponse>, Status> {
+    pub async fn get_hardware_encoded(
+        &self,
+        req: Request<GetHardwareRequest>,
+    ) -> Result<Response<EncodedGetHardwareResponse>, Status> {
         let key = self.read_key(req)?;
         // A read of the in-memory index: cheaper inline than a hop to the blocking pool.
-        let hardware = self.store.get_encoded(&key).map_err(store_status)?.ok_or_else(|| not_found(&key))?;
+        let hardware = self
+            .store
+            .get_encoded(&key)
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(&key))?;
         Ok(Response::new(EncodedGetHardwareResponse { hardware }))
     }
 
@@ -77,7 +94,9 @@ pub fn store_status(e: StoreError) -> Status {
         StoreError::NotFound(_) => Status::not_found(msg),
         StoreError::Conflict { .. } => Status::already_exists(msg),
         StoreError::StaleRevision { .. } => Status::aborted(msg),
-        StoreError::Compacted { .. } | StoreError::FutureRevision { .. } => Status::out_of_range(msg),
+        StoreError::Compacted { .. } | StoreError::FutureRevision { .. } => {
+            Status::out_of_range(msg)
+        }
         StoreError::Backend(_) => Status::unavailable(msg),
     }
 }
@@ -99,7 +118,9 @@ fn parse_lookup(key: Option<get_hardware_request::Key>) -> Result<Lookup, Status
             .parse::<Ipv4Addr>()
             .map(Lookup::Ip)
             .map_err(|_| Status::invalid_argument(format!("ip {ip:?}: not an IPv4 address"))),
-        _ => Err(Status::invalid_argument("key: give one of id, name, mac or ip")),
+        _ => Err(Status::invalid_argument(
+            "key: give one of id, name, mac or ip",
+        )),
     }
 }
 
@@ -111,7 +132,10 @@ fn hex_decode(s: &str) -> Option<String> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
     String::from_utf8(bytes?).ok()
 }
 
@@ -119,27 +143,46 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchHardwareResponse, Statu
 
 #[tonic::async_trait]
 impl HardwareService for Registry {
-    async fn create_hardware(&self, req: Request<CreateHardwareRequest>) -> Result<Response<CreateHardwareResponse>, Status> {
+    async fn create_hardware(
+        &self,
+        req: Request<CreateHardwareRequest>,
+    ) -> Result<Response<CreateHardwareResponse>, Status> {
         let who = self.authorize(&req, Role::Write)?;
         let req = req.into_inner();
-        let hw = req.hardware.ok_or_else(|| Status::invalid_argument("hardware: required"))?;
-        let valid = validate(hw).map_err(|e| Status::invalid_argument(format!("invalid hardware: {e}")))?;
+        let hw = req
+            .hardware
+            .ok_or_else(|| Status::invalid_argument("hardware: required"))?;
+        let valid =
+            validate(hw).map_err(|e| Status::invalid_argument(format!("invalid hardware: {e}")))?;
         let name = valid.hardware.name.clone();
-        let out = self.write(WriteOp::Create { hardware: valid, validate_only: req.validate_only }).await?;
+        let out = self
+            .write(WriteOp::Create {
+                hardware: valid,
+                validate_only: req.validate_only,
+            })
+            .await?;
         let WriteOutcome::Written(hardware, _) = out else {
             return Err(Status::internal("store answered a create with a delete"));
         };
         if !req.validate_only {
             tracing::info!(%name, id = %hardware.id, revision = hardware.revision, token = %who, "hardware created");
         }
-        Ok(Response::new(CreateHardwareResponse { hardware: Some(hardware) }))
+        Ok(Response::new(CreateHardwareResponse {
+            hardware: Some(hardware),
+        }))
     }
 
-    async fn update_hardware(&self, req: Request<UpdateHardwareRequest>) -> Result<Response<UpdateHardwareResponse>, Status> {
+    async fn update_hardware(
+        &self,
+        req: Request<UpdateHardwareRequest>,
+    ) -> Result<Response<UpdateHardwareResponse>, Status> {
         let who = self.authorize(&req, Role::Write)?;
         let req = req.into_inner();
-        let hw = req.hardware.ok_or_else(|| Status::invalid_argument("hardware: required"))?;
-        let valid = validate(hw).map_err(|e| Status::invalid_argument(format!("invalid hardware: {e}")))?;
+        let hw = req
+            .hardware
+            .ok_or_else(|| Status::invalid_argument("hardware: required"))?;
+        let valid =
+            validate(hw).map_err(|e| Status::invalid_argument(format!("invalid hardware: {e}")))?;
         let name = valid.hardware.name.clone();
         let out = self
             .write(WriteOp::Update {
@@ -155,10 +198,16 @@ impl HardwareService for Registry {
         if !req.validate_only && outcome != UpdateOutcome::Unchanged {
             tracing::info!(%name, id = %hardware.id, revision = hardware.revision, outcome = outcome.as_str_name(), token = %who, "hardware written");
         }
-        Ok(Response::new(UpdateHardwareResponse { hardware: Some(hardware), outcome: outcome as i32 }))
+        Ok(Response::new(UpdateHardwareResponse {
+            hardware: Some(hardware),
+            outcome: outcome as i32,
+        }))
     }
 
-    async fn delete_hardware(&self, req: Request<DeleteHardwareRequest>) -> Result<Response<DeleteHardwareResponse>, Status> {
+    async fn delete_hardware(
+        &self,
+        req: Request<DeleteHardwareRequest>,
+    ) -> Result<Response<DeleteHardwareResponse>, Status> {
         let who = self.authorize(&req, Role::Write)?;
         let req = req.into_inner();
         let key = match req.key {
@@ -166,23 +215,43 @@ impl HardwareService for Registry {
             Some(delete_hardware_request::Key::Name(n)) if !n.is_empty() => Lookup::Name(n),
             _ => return Err(Status::invalid_argument("key: give id or name")),
         };
-        let out = self.write(WriteOp::Delete { key, expected_revision: req.expected_revision }).await?;
+        let out = self
+            .write(WriteOp::Delete {
+                key,
+                expected_revision: req.expected_revision,
+            })
+            .await?;
         let WriteOutcome::Deleted { hardware, revision } = out else {
             return Err(Status::internal("store answered a delete with a write"));
         };
         tracing::info!(name = %hardware.name, id = %hardware.id, revision, token = %who, "hardware deleted");
-        Ok(Response::new(DeleteHardwareResponse { hardware: Some(hardware), revision }))
+        Ok(Response::new(DeleteHardwareResponse {
+            hardware: Some(hardware),
+            revision,
+        }))
     }
 
     /// The server routes GetHardware to [`Registry::get_hardware_encoded`]; this decoded
     /// form serves in-process callers of the trait.
-    async fn get_hardware(&self, req: Request<GetHardwareRequest>) -> Result<Response<GetHardwareResponse>, Status> {
+    async fn get_hardware(
+        &self,
+        req: Request<GetHardwareRequest>,
+    ) -> Result<Response<GetHardwareResponse>, Status> {
         let key = self.read_key(req)?;
-        let hardware = self.store.get(&key).map_err(store_status)?.ok_or_else(|| not_found(&key))?;
-        Ok(Response::new(GetHardwareResponse { hardware: Some(hardware) }))
+        let hardware = self
+            .store
+            .get(&key)
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(&key))?;
+        Ok(Response::new(GetHardwareResponse {
+            hardware: Some(hardware),
+        }))
     }
 
-    async fn list_hardware(&self, req: Request<ListHardwareRequest>) -> Result<Response<ListHardwareResponse>, Status> {
+    async fn list_hardware(
+        &self,
+        req: Request<ListHardwareRequest>,
+    ) -> Result<Response<ListHardwareResponse>, Status> {
         self.authorize(&req, Role::Read)?;
         let req = req.into_inner();
         let selector = Selector::parse(&req.label_selector).map_err(Status::invalid_argument)?;
@@ -193,16 +262,23 @@ impl HardwareService for Registry {
         let after = if req.page_token.is_empty() {
             None
         } else {
-            Some(hex_decode(&req.page_token).ok_or_else(|| Status::invalid_argument("page_token: not a token this server issued"))?)
+            Some(hex_decode(&req.page_token).ok_or_else(|| {
+                Status::invalid_argument("page_token: not a token this server issued")
+            })?)
         };
         let store = self.store.clone();
-        let page = tokio::task::spawn_blocking(move || store.list(after.as_deref(), limit, &selector))
-            .await
-            .map_err(|e| Status::internal(format!("list task failed: {e}")))?
-            .map_err(store_status)?;
+        let page =
+            tokio::task::spawn_blocking(move || store.list(after.as_deref(), limit, &selector))
+                .await
+                .map_err(|e| Status::internal(format!("list task failed: {e}")))?
+                .map_err(store_status)?;
         Ok(Response::new(ListHardwareResponse {
             hardware: page.hardware,
-            next_page_token: page.next_after.as_deref().map(hex_encode).unwrap_or_default(),
+            next_page_token: page
+                .next_after
+                .as_deref()
+                .map(hex_encode)
+                .unwrap_or_default(),
             revision: page.revision,
             store_id: self.store.store_id().to_string(),
         }))
@@ -210,7 +286,10 @@ impl HardwareService for Registry {
 
     type WatchHardwareStream = WatchStream;
 
-    async fn watch_hardware(&self, req: Request<WatchHardwareRequest>) -> Result<Response<Self::WatchHardwareStream>, Status> {
+    async fn watch_hardware(
+        &self,
+        req: Request<WatchHardwareRequest>,
+    ) -> Result<Response<Self::WatchHardwareStream>, Status> {
         self.authorize(&req, Role::Read)?;
         let req = req.into_inner();
         if !req.store_id.is_empty() && req.store_id != self.store.store_id() {
@@ -238,7 +317,9 @@ impl HardwareService for Registry {
             bookmark_every: self.bookmark_every,
         };
         tokio::spawn(feeder.run(first, live));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -317,7 +398,8 @@ impl Feeder {
     async fn read_log(&mut self) -> Option<Vec<Event>> {
         let store = self.store.clone();
         let since = self.last_sent;
-        let res = tokio::task::spawn_blocking(move || store.events_since(since, BACKLOG_CHUNK)).await;
+        let res =
+            tokio::task::spawn_blocking(move || store.events_since(since, BACKLOG_CHUNK)).await;
         match res {
             Ok(Ok(events)) => Some(events),
             Ok(Err(e)) => {
@@ -325,7 +407,10 @@ impl Feeder {
                 None
             }
             Err(e) => {
-                let _ = self.tx.send(Err(Status::internal(format!("watch task failed: {e}")))).await;
+                let _ = self
+                    .tx
+                    .send(Err(Status::internal(format!("watch task failed: {e}"))))
+                    .await;
                 None
             }
         }

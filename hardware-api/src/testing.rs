@@ -35,7 +35,9 @@ impl TestRegistry {
         let read_token = generate_token();
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let admin = tokio::net::TcpListener::bind((addr.ip(), 0)).await.expect("bind admin");
+        let admin = tokio::net::TcpListener::bind((addr.ip(), 0))
+            .await
+            .expect("bind admin");
         let admin_addr = admin.local_addr().expect("admin addr");
         let config = Config::parse_from([
             "hardware-api",
@@ -57,13 +59,22 @@ impl TestRegistry {
                 eprintln!("test registry failed: {e:#}");
             }
         });
-        let reg = TestRegistry { endpoint: format!("http://{addr}"), write_token, read_token, admin_addr, stop: Some(tx) };
+        let reg = TestRegistry {
+            endpoint: format!("http://{addr}"),
+            write_token,
+            read_token,
+            admin_addr,
+            stop: Some(tx),
+        };
         // Ready when a call gets through.
         for _ in 0..100 {
             if let Ok(mut c) = reg.client_with(&reg.read_token.clone()).await
-                && c.list_hardware(ironboot_proto::pb::ListHardwareRequest::default()).await.is_ok() {
-                    return reg;
-                }
+                && c.list_hardware(ironboot_proto::pb::ListHardwareRequest::default())
+                    .await
+                    .is_ok()
+            {
+                return reg;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("test registry did not come up at {}", reg.endpoint);
@@ -74,24 +85,36 @@ impl TestRegistry {
         RegistryArgs::new(self.endpoint.clone(), Some(self.read_token.clone()))
     }
 
-    async fn client_with(&self, token: &str) -> Result<HardwareClient, ironboot_proto::client::ClientError> {
-        RegistryArgs::new(self.endpoint.clone(), Some(token.to_string())).connect().await
+    async fn client_with(
+        &self,
+        token: &str,
+    ) -> Result<HardwareClient, ironboot_proto::client::ClientError> {
+        RegistryArgs::new(self.endpoint.clone(), Some(token.to_string()))
+            .connect()
+            .await
     }
 
     /// A client with the write token.
     pub async fn writer(&self) -> HardwareClient {
-        self.client_with(&self.write_token.clone()).await.expect("connect")
+        self.client_with(&self.write_token.clone())
+            .await
+            .expect("connect")
     }
 
     /// Creates or replaces a record (by name); panics with the registry's message on error.
     pub async fn put(&self, hw: Hardware) -> Hardware {
         let mut c = self.writer().await;
-        c.update_hardware(UpdateHardwareRequest { hardware: Some(hw), expected_revision: 0, allow_missing: true, validate_only: false })
-            .await
-            .unwrap_or_else(|s| panic!("put: {}", s.message()))
-            .into_inner()
-            .hardware
-            .expect("record")
+        c.update_hardware(UpdateHardwareRequest {
+            hardware: Some(hw),
+            expected_revision: 0,
+            allow_missing: true,
+            validate_only: false,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("put: {}", s.message()))
+        .into_inner()
+        .hardware
+        .expect("record")
     }
 
     /// Applies YAML in `hwctl apply` form (ours or Tinkerbell's).

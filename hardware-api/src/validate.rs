@@ -38,7 +38,11 @@ impl fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
-fn refuse(field: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) -> FieldError {
+fn refuse(
+    field: impl Into<String>,
+    value: impl fmt::Display,
+    reason: impl Into<String>,
+) -> FieldError {
     FieldError {
         field: field.into(),
         value: value.to_string(),
@@ -61,13 +65,25 @@ pub fn validate(mut hw: Hardware) -> Result<ValidHardware, FieldError> {
     check_name(&hw.name)?;
     check_labels(&hw)?;
     if hw.facility.len() > 64 || hw.facility.chars().any(char::is_control) {
-        return Err(refuse("facility", &hw.facility, "at most 64 printable characters"));
+        return Err(refuse(
+            "facility",
+            &hw.facility,
+            "at most 64 printable characters",
+        ));
     }
     if hw.interfaces.is_empty() {
-        return Err(refuse("interfaces", "[]", "a machine needs at least one interface (its MAC is how it is found)"));
+        return Err(refuse(
+            "interfaces",
+            "[]",
+            "a machine needs at least one interface (its MAC is how it is found)",
+        ));
     }
     if hw.interfaces.len() > MAX_INTERFACES {
-        return Err(refuse("interfaces", hw.interfaces.len(), format!("at most {MAX_INTERFACES} interfaces")));
+        return Err(refuse(
+            "interfaces",
+            hw.interfaces.len(),
+            format!("at most {MAX_INTERFACES} interfaces"),
+        ));
     }
     let mut macs = Vec::with_capacity(hw.interfaces.len());
     let mut ips = Vec::new();
@@ -75,10 +91,19 @@ pub fn validate(mut hw: Hardware) -> Result<ValidHardware, FieldError> {
     let mut seen_ips = HashSet::new();
     for (i, iface) in hw.interfaces.iter_mut().enumerate() {
         let at = |f: &str| format!("interfaces[{i}].{f}");
-        let mac = MacAddr::parse(&iface.mac)
-            .map_err(|_| refuse(at("mac"), &iface.mac, "not a MAC address (e.g. 52:54:00:ee:0d:0b)"))?;
+        let mac = MacAddr::parse(&iface.mac).map_err(|_| {
+            refuse(
+                at("mac"),
+                &iface.mac,
+                "not a MAC address (e.g. 52:54:00:ee:0d:0b)",
+            )
+        })?;
         if mac.0 == [0; 6] || mac.0[0] & 1 == 1 {
-            return Err(refuse(at("mac"), &iface.mac, "a broadcast, multicast or all-zero MAC cannot be a machine"));
+            return Err(refuse(
+                at("mac"),
+                &iface.mac,
+                "a broadcast, multicast or all-zero MAC cannot be a machine",
+            ));
         }
         if !seen_macs.insert(mac) {
             return Err(refuse(at("mac"), mac, "listed twice in this record"));
@@ -87,17 +112,22 @@ pub fn validate(mut hw: Hardware) -> Result<ValidHardware, FieldError> {
         macs.push(mac);
 
         if let Some(dhcp) = iface.dhcp.as_mut()
-            && let Some(ip) = check_dhcp(dhcp, &at)? {
-                if !seen_ips.insert(ip) {
-                    return Err(refuse(at("dhcp.ip"), ip, "listed twice in this record"));
-                }
-                ips.push(ip);
+            && let Some(ip) = check_dhcp(dhcp, &at)?
+        {
+            if !seen_ips.insert(ip) {
+                return Err(refuse(at("dhcp.ip"), ip, "listed twice in this record"));
             }
+            ips.push(ip);
+        }
         if let Some(nb) = iface.netboot.as_mut() {
             check_netboot(nb, &at)?;
         }
     }
-    Ok(ValidHardware { hardware: hw, macs, ips })
+    Ok(ValidHardware {
+        hardware: hw,
+        macs,
+        ips,
+    })
 }
 
 /// Names follow RFC 1123 subdomain rules (like Kubernetes object names), so a
@@ -118,12 +148,17 @@ fn check_name(name: &str) -> Result<(), FieldError> {
 
 fn check_labels(hw: &Hardware) -> Result<(), FieldError> {
     if hw.labels.len() > MAX_LABELS {
-        return Err(refuse("labels", hw.labels.len(), format!("at most {MAX_LABELS} labels")));
+        return Err(refuse(
+            "labels",
+            hw.labels.len(),
+            format!("at most {MAX_LABELS} labels"),
+        ));
     }
     for (k, v) in &hw.labels {
         let key_ok = !k.is_empty()
             && k.len() <= 253
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
             && k.as_bytes()[0].is_ascii_alphanumeric();
         if !key_ok {
             return Err(refuse(
@@ -132,7 +167,9 @@ fn check_labels(hw: &Hardware) -> Result<(), FieldError> {
                 "a label key is letters, digits, '-', '_', '.', '/', starting with a letter or digit",
             ));
         }
-        let val_ok = v.len() <= 63 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        let val_ok = v.len() <= 63
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !val_ok {
             return Err(refuse(
                 format!("labels[{k}]"),
@@ -166,9 +203,13 @@ pub fn is_dns_name(s: &str, allow_upper: bool) -> bool {
 }
 
 fn parse_ipv4(field: String, s: &str) -> Result<Ipv4Addr, FieldError> {
-    s.trim()
-        .parse::<Ipv4Addr>()
-        .map_err(|_| refuse(field, s, "not an IPv4 address (dotted quad, e.g. 10.0.0.10)"))
+    s.trim().parse::<Ipv4Addr>().map_err(|_| {
+        refuse(
+            field,
+            s,
+            "not an IPv4 address (dotted quad, e.g. 10.0.0.10)",
+        )
+    })
 }
 
 /// Checks the DHCP block; returns the reserved address, if any.
@@ -190,7 +231,11 @@ fn check_dhcp(
 
     let mask = if dhcp.netmask.trim().is_empty() {
         if ip.is_some() {
-            return Err(refuse(at("dhcp.netmask"), "", "required when dhcp.ip is set"));
+            return Err(refuse(
+                at("dhcp.netmask"),
+                "",
+                "required when dhcp.ip is set",
+            ));
         }
         dhcp.netmask.clear();
         None
@@ -198,7 +243,11 @@ fn check_dhcp(
         let m = parse_ipv4(at("dhcp.netmask"), &dhcp.netmask)?;
         let bits = u32::from(m);
         if bits == 0 || bits.leading_ones() + bits.trailing_zeros() != 32 {
-            return Err(refuse(at("dhcp.netmask"), m, "not a contiguous netmask (e.g. 255.255.255.0)"));
+            return Err(refuse(
+                at("dhcp.netmask"),
+                m,
+                "not a contiguous netmask (e.g. 255.255.255.0)",
+            ));
         }
         dhcp.netmask = m.to_string();
         Some(m)
@@ -224,7 +273,11 @@ fn check_dhcp(
                 return Err(refuse(at("dhcp.gateway"), gw, "the same as dhcp.ip"));
             }
             if prefix < 31 && (u32::from(gw) == net || u32::from(gw) == net | !m) {
-                return Err(refuse(at("dhcp.gateway"), gw, format!("the network or broadcast address of {network}/{prefix}")));
+                return Err(refuse(
+                    at("dhcp.gateway"),
+                    gw,
+                    format!("the network or broadcast address of {network}/{prefix}"),
+                ));
             }
         }
         dhcp.gateway = gw.to_string();
@@ -232,7 +285,11 @@ fn check_dhcp(
     if let (Some(ip), Some(mask)) = (ip, mask) {
         let m = u32::from(mask);
         if m.leading_ones() < 31 && (u32::from(ip) & !m == 0 || u32::from(ip) | m == u32::MAX) {
-            return Err(refuse(at("dhcp.ip"), ip, "the network or broadcast address of its subnet"));
+            return Err(refuse(
+                at("dhcp.ip"),
+                ip,
+                "the network or broadcast address of its subnet",
+            ));
         }
     }
 
@@ -245,34 +302,64 @@ fn check_dhcp(
     }
     dhcp.domain = dhcp.domain.trim_end_matches('.').to_string();
     if !dhcp.domain.is_empty() && !is_dns_name(&dhcp.domain, true) {
-        return Err(refuse(at("dhcp.domain"), &dhcp.domain, "not a domain name per RFC 1123"));
+        return Err(refuse(
+            at("dhcp.domain"),
+            &dhcp.domain,
+            "not a domain name per RFC 1123",
+        ));
     }
     for (j, d) in dhcp.domain_search.iter_mut().enumerate() {
         *d = d.trim_end_matches('.').to_string();
         if !is_dns_name(d, true) {
-            return Err(refuse(at(&format!("dhcp.domain_search[{j}]")), &*d, "not a domain name per RFC 1123"));
+            return Err(refuse(
+                at(&format!("dhcp.domain_search[{j}]")),
+                &*d,
+                "not a domain name per RFC 1123",
+            ));
         }
     }
     if dhcp.lease_time != 0 && !(MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&dhcp.lease_time) {
         return Err(refuse(
             at("dhcp.lease_time"),
             dhcp.lease_time,
-            format!("seconds between {MIN_LEASE_SECS} and {MAX_LEASE_SECS}, or 0 for the DHCP service's default"),
+            format!(
+                "seconds between {MIN_LEASE_SECS} and {MAX_LEASE_SECS}, or 0 for the DHCP service's default"
+            ),
         ));
     }
-    for (list, name) in [(&mut dhcp.name_servers, "name_servers"), (&mut dhcp.time_servers, "time_servers")] {
+    for (list, name) in [
+        (&mut dhcp.name_servers, "name_servers"),
+        (&mut dhcp.time_servers, "time_servers"),
+    ] {
         for (j, s) in list.iter_mut().enumerate() {
             *s = parse_ipv4(at(&format!("dhcp.{name}[{j}]")), s)?.to_string();
         }
     }
     if dhcp.vlan_id > 4094 {
-        return Err(refuse(at("dhcp.vlan_id"), dhcp.vlan_id, "a VLAN id is 0 (none) to 4094"));
+        return Err(refuse(
+            at("dhcp.vlan_id"),
+            dhcp.vlan_id,
+            "a VLAN id is 0 (none) to 4094",
+        ));
     }
     dhcp.arch = normalize_arch(&dhcp.arch).map_err(|known| {
-        refuse(at("dhcp.arch"), &dhcp.arch, format!("unknown architecture; one of {known}"))
+        refuse(
+            at("dhcp.arch"),
+            &dhcp.arch,
+            format!("unknown architecture; one of {known}"),
+        )
     })?;
-    if dhcp.iface_name.len() > 15 || dhcp.iface_name.chars().any(|c| c.is_whitespace() || c == '/') {
-        return Err(refuse(at("dhcp.iface_name"), &dhcp.iface_name, "an interface name is at most 15 characters, no spaces or '/'"));
+    if dhcp.iface_name.len() > 15
+        || dhcp
+            .iface_name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/')
+    {
+        return Err(refuse(
+            at("dhcp.iface_name"),
+            &dhcp.iface_name,
+            "an interface name is at most 15 characters, no spaces or '/'",
+        ));
     }
     Ok(ip)
 }
@@ -290,42 +377,81 @@ pub fn normalize_arch(arch: &str) -> Result<String, &'static str> {
     })
 }
 
-fn check_netboot(nb: &mut ironboot_proto::pb::Netboot, at: &dyn Fn(&str) -> String) -> Result<(), FieldError> {
+fn check_netboot(
+    nb: &mut ironboot_proto::pb::Netboot,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(), FieldError> {
     nb.ipxe_binary = nb.ipxe_binary.trim().to_string();
     let b = &nb.ipxe_binary;
-    if b.len() > 127 || b.starts_with('.') || b.chars().any(|c| c == '/' || c == '\\' || c.is_whitespace() || c.is_control()) {
-        return Err(refuse(at("netboot.ipxe_binary"), b, "a file name (no '/', spaces or leading '.'), at most 127 bytes"));
+    if b.len() > 127
+        || b.starts_with('.')
+        || b.chars()
+            .any(|c| c == '/' || c == '\\' || c.is_whitespace() || c.is_control())
+    {
+        return Err(refuse(
+            at("netboot.ipxe_binary"),
+            b,
+            "a file name (no '/', spaces or leading '.'), at most 127 bytes",
+        ));
     }
     if let Some(ipxe) = nb.ipxe.as_mut() {
         ipxe.url = ipxe.url.trim().to_string();
         if !ipxe.url.is_empty() && !ipxe.contents.is_empty() {
-            return Err(refuse(at("netboot.ipxe"), "url + contents", "set either url or contents, not both"));
+            return Err(refuse(
+                at("netboot.ipxe"),
+                "url + contents",
+                "set either url or contents, not both",
+            ));
         }
         if !ipxe.url.is_empty() && !is_url(&ipxe.url, &["http://", "https://", "tftp://"]) {
-            return Err(refuse(at("netboot.ipxe.url"), &ipxe.url, "an http://, https:// or tftp:// URL without spaces"));
+            return Err(refuse(
+                at("netboot.ipxe.url"),
+                &ipxe.url,
+                "an http://, https:// or tftp:// URL without spaces",
+            ));
         }
         if !ipxe.contents.is_empty() {
             if ipxe.contents.len() > MAX_SCRIPT_BYTES {
-                return Err(refuse(at("netboot.ipxe.contents"), format!("{} bytes", ipxe.contents.len()), "at most 64 KiB"));
+                return Err(refuse(
+                    at("netboot.ipxe.contents"),
+                    format!("{} bytes", ipxe.contents.len()),
+                    "at most 64 KiB",
+                ));
             }
             if !ipxe.contents.trim_start().starts_with("#!ipxe") {
                 let first = ipxe.contents.lines().next().unwrap_or("");
-                return Err(refuse(at("netboot.ipxe.contents"), first, "an iPXE script must start with #!ipxe"));
+                return Err(refuse(
+                    at("netboot.ipxe.contents"),
+                    first,
+                    "an iPXE script must start with #!ipxe",
+                ));
             }
         }
     }
     if let Some(osie) = nb.osie.as_mut() {
         osie.base_url = osie.base_url.trim().to_string();
         if !osie.base_url.is_empty() && !is_url(&osie.base_url, &["http://", "https://"]) {
-            return Err(refuse(at("netboot.osie.base_url"), &osie.base_url, "an http:// or https:// URL without spaces"));
+            return Err(refuse(
+                at("netboot.osie.base_url"),
+                &osie.base_url,
+                "an http:// or https:// URL without spaces",
+            ));
         }
         for (v, f) in [(&osie.kernel, "kernel"), (&osie.initrd, "initrd")] {
             if v.chars().any(char::is_whitespace) {
-                return Err(refuse(at(&format!("netboot.osie.{f}")), v, "a file name or URL without spaces"));
+                return Err(refuse(
+                    at(&format!("netboot.osie.{f}")),
+                    v,
+                    "a file name or URL without spaces",
+                ));
             }
         }
         if osie.kernel_params.contains('\n') || osie.kernel_params.len() > 4096 {
-            return Err(refuse(at("netboot.osie.kernel_params"), &osie.kernel_params, "one line of at most 4096 characters"));
+            return Err(refuse(
+                at("netboot.osie.kernel_params"),
+                &osie.kernel_params,
+                "one line of at most 4096 characters",
+            ));
         }
     }
     Ok(())
@@ -333,7 +459,9 @@ fn check_netboot(nb: &mut ironboot_proto::pb::Netboot, at: &dyn Fn(&str) -> Stri
 
 fn is_url(s: &str, schemes: &[&str]) -> bool {
     let lower = s.to_ascii_lowercase();
-    schemes.iter().any(|p| lower.starts_with(p) && lower.len() > p.len())
+    schemes
+        .iter()
+        .any(|p| lower.starts_with(p) && lower.len() > p.len())
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
@@ -369,7 +497,10 @@ mod tests {
     fn normalises_mac_and_arch() {
         let v = validate(machine()).unwrap();
         assert_eq!(v.hardware.interfaces[0].mac, "52:54:00:ee:0d:0b");
-        assert_eq!(v.hardware.interfaces[0].dhcp.as_ref().unwrap().arch, "x86_64");
+        assert_eq!(
+            v.hardware.interfaces[0].dhcp.as_ref().unwrap().arch,
+            "x86_64"
+        );
         assert_eq!(v.ips, vec![Ipv4Addr::new(10, 0, 0, 10)]);
     }
 
@@ -429,7 +560,10 @@ mod tests {
 
         let mut hw = machine();
         hw.interfaces[0].netboot = Some(Netboot {
-            ipxe: Some(Ipxe { url: String::new(), contents: "echo hi".into() }),
+            ipxe: Some(Ipxe {
+                url: String::new(),
+                contents: "echo hi".into(),
+            }),
             ..Default::default()
         });
         assert_eq!(field_of(hw), "interfaces[0].netboot.ipxe.contents");

@@ -34,7 +34,10 @@ impl AssetRoot {
         if !root.is_dir() {
             return Err(std::io::Error::other("not a directory"));
         }
-        let link_roots = link_roots.iter().filter_map(|p| p.canonicalize().ok()).collect();
+        let link_roots = link_roots
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
         Ok(AssetRoot { root, link_roots })
     }
 
@@ -45,8 +48,13 @@ impl AssetRoot {
     /// The file `rel` names, if it may be served. Blocking (filesystem).
     pub fn resolve(&self, rel: &str) -> Result<PathBuf, Refusal> {
         bootfiles::path::check_relative(rel).map_err(|_| Refusal::BadPath)?;
-        let target = self.root.join(rel).canonicalize().map_err(|_| Refusal::NotFound)?;
-        let inside = target.starts_with(&self.root) || self.link_roots.iter().any(|r| target.starts_with(r));
+        let target = self
+            .root
+            .join(rel)
+            .canonicalize()
+            .map_err(|_| Refusal::NotFound)?;
+        let inside =
+            target.starts_with(&self.root) || self.link_roots.iter().any(|r| target.starts_with(r));
         if !inside {
             return Err(Refusal::Outside);
         }
@@ -75,7 +83,9 @@ pub fn percent_decode(s: &str) -> Option<String> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = b.get(i + 1..i + 3)?;
-            let v = std::str::from_utf8(hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok())?;
+            let v = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())?;
             out.push(v);
             i += 3;
         } else {
@@ -97,17 +107,27 @@ pub fn router(root: AssetRoot) -> Router {
 fn refuse(status: StatusCode, reason: &'static str, text: &'static str) -> Response {
     crate::metrics::refused("asset", reason);
     let mut r = (status, text).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 async fn confine(State(root): State<AssetRoot>, req: Request, next: Next) -> Response {
-    let raw = req.uri().path().strip_prefix("/assets/").unwrap_or("").to_string();
+    let raw = req
+        .uri()
+        .path()
+        .strip_prefix("/assets/")
+        .unwrap_or("")
+        .to_string();
     let mut resp = match percent_decode(&raw) {
         None => refuse(StatusCode::BAD_REQUEST, "bad_path", "bad path\n"),
         Some(rel) => {
             let r = root.clone();
-            let checked = tokio::task::spawn_blocking(move || r.resolve(&rel)).await.unwrap_or(Err(Refusal::NotFound));
+            let checked = tokio::task::spawn_blocking(move || r.resolve(&rel))
+                .await
+                .unwrap_or(Err(Refusal::NotFound));
             match checked {
                 Ok(_) => next.run(req).await,
                 Err(Refusal::BadPath) => refuse(StatusCode::BAD_REQUEST, "bad_path", "bad path\n"),

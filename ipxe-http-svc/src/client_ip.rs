@@ -26,11 +26,19 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, normalize(ip)) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix))
+                };
                 u32::from(net) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix)) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix))
+                };
                 u128::from(net) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -102,7 +110,10 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
     }
     if let Some(rest) = t.strip_prefix('[') {
         let (inner, _) = rest.split_once(']')?;
-        return inner.parse::<Ipv6Addr>().ok().map(|a| normalize(IpAddr::V6(a)));
+        return inner
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|a| normalize(IpAddr::V6(a)));
     }
     let (host, port) = t.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
@@ -117,12 +128,19 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
 /// at the hop that wrote it (that proxy is then the client: it will match no machine,
 /// which is the safe failure), and a header naming only trusted proxies yields the
 /// leftmost of them.
-pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl IntoIterator<Item = &'a str>, trusted: &[Cidr]) -> IpAddr {
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl IntoIterator<Item = &'a str>,
+    trusted: &[Cidr],
+) -> IpAddr {
     let peer = normalize(peer);
     if trusted.is_empty() || !is_trusted(peer, trusted) {
         return peer;
     }
-    let hops: Vec<&str> = forwarded_for.into_iter().flat_map(|v| v.split(',')).collect();
+    let hops: Vec<&str> = forwarded_for
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .collect();
     let mut current = peer;
     for hop in hops.iter().rev() {
         if hop.trim().is_empty() {
@@ -164,38 +182,79 @@ mod tests {
         assert!(all.contains(ip("8.8.8.8")) && !all.contains(ip("::1")));
         let v6: Cidr = "fd00::/8".parse().unwrap();
         assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
-        for bad in ["", "10.0.0.0/33", "10.0.0/8", "fd00::/129", "x", "10.0.0.0/-1", "10.0.0.0/"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "fd00::/129",
+            "x",
+            "10.0.0.0/-1",
+            "10.0.0.0/",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
-        assert_eq!("10.1.0.0/16".parse::<Cidr>().unwrap().to_string(), "10.1.0.0/16");
+        assert_eq!(
+            "10.1.0.0/16".parse::<Cidr>().unwrap().to_string(),
+            "10.1.0.0/16"
+        );
     }
 
     #[test]
     fn untrusted_peer_is_the_client_whatever_the_header_says() {
         let t = cidrs(&["10.0.0.0/8"]);
-        assert_eq!(client_ip(ip("192.0.2.9"), ["10.0.5.5"], &t), ip("192.0.2.9"));
-        assert_eq!(client_ip(ip("192.0.2.9"), ["10.0.5.5"], &[]), ip("192.0.2.9"));
+        assert_eq!(
+            client_ip(ip("192.0.2.9"), ["10.0.5.5"], &t),
+            ip("192.0.2.9")
+        );
+        assert_eq!(
+            client_ip(ip("192.0.2.9"), ["10.0.5.5"], &[]),
+            ip("192.0.2.9")
+        );
     }
 
     #[test]
     fn trusted_peer_hands_over_to_the_header() {
         let t = cidrs(&["127.0.0.1", "10.0.0.0/8"]);
-        assert_eq!(client_ip(ip("127.0.0.1"), ["172.16.0.5"], &t), ip("172.16.0.5"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), ["172.16.0.5"], &t),
+            ip("172.16.0.5")
+        );
         // Spoofed leftmost entries are ignored: the nearest untrusted hop wins.
-        assert_eq!(client_ip(ip("127.0.0.1"), ["6.6.6.6, 172.16.0.5, 10.0.0.2"], &t), ip("172.16.0.5"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), ["6.6.6.6, 172.16.0.5, 10.0.0.2"], &t),
+            ip("172.16.0.5")
+        );
         // Several header lines are one list, in order.
-        assert_eq!(client_ip(ip("127.0.0.1"), ["6.6.6.6", "172.16.0.5", "10.0.0.2"], &t), ip("172.16.0.5"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), ["6.6.6.6", "172.16.0.5", "10.0.0.2"], &t),
+            ip("172.16.0.5")
+        );
         // Ports and brackets.
-        assert_eq!(client_ip(ip("127.0.0.1"), ["172.16.0.5:4711"], &t), ip("172.16.0.5"));
-        assert_eq!(client_ip(ip("127.0.0.1"), ["[2001:db8::5]:4711"], &t), ip("2001:db8::5"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), ["172.16.0.5:4711"], &t),
+            ip("172.16.0.5")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), ["[2001:db8::5]:4711"], &t),
+            ip("2001:db8::5")
+        );
         // No header: the proxy itself.
         assert_eq!(client_ip(ip("127.0.0.1"), [], &t), ip("127.0.0.1"));
         // Only proxies: the leftmost.
-        assert_eq!(client_ip(ip("127.0.0.1"), ["10.0.0.3, 10.0.0.2"], &t), ip("10.0.0.3"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), ["10.0.0.3, 10.0.0.2"], &t),
+            ip("10.0.0.3")
+        );
         // Garbage stops the walk at the hop that wrote it.
-        assert_eq!(client_ip(ip("127.0.0.1"), ["172.16.0.5, garbage, 10.0.0.2"], &t), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), ["172.16.0.5, garbage, 10.0.0.2"], &t),
+            ip("10.0.0.2")
+        );
         // Mapped peers count as their IPv4 address.
-        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), ["172.16.0.5"], &t), ip("172.16.0.5"));
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), ["172.16.0.5"], &t),
+            ip("172.16.0.5")
+        );
     }
 
     proptest! {

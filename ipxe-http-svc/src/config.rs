@@ -42,11 +42,21 @@ pub struct Config {
     pub tinkerbell_insecure_tls: bool,
     /// Kernel consoles, each becoming console=<value>, separated by spaces; the last is
     /// the primary console. Empty for none.
-    #[arg(long = "console", env = "IRONBOOT_HTTP_CONSOLES", value_delimiter = ' ', default_value = "tty0 ttyS0,115200")]
+    #[arg(
+        long = "console",
+        env = "IRONBOOT_HTTP_CONSOLES",
+        value_delimiter = ' ',
+        default_value = "tty0 ttyS0,115200"
+    )]
     pub consoles: Vec<String>,
     /// More kernel arguments for every machine (space-separated), before each machine's
     /// own netboot.osie.kernel_params.
-    #[arg(long, env = "IRONBOOT_HTTP_EXTRA_KERNEL_ARGS", default_value = "", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "IRONBOOT_HTTP_EXTRA_KERNEL_ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
     pub extra_kernel_args: String,
     /// How many times the script retries a failed kernel or initrd download before it
     /// gives up (exit 1: the firmware moves on to the next boot device).
@@ -62,11 +72,20 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     /// Reverse proxies (comma-separated CIDRs or addresses) whose X-Forwarded-For is
     /// believed. Requests from anywhere else are identified by their own address.
-    #[arg(long = "trusted-proxy", env = "IRONBOOT_HTTP_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "IRONBOOT_HTTP_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<Cidr>,
     /// Clients the registry does not know asking for an iPXE binary: serve or refuse.
     /// (Scripts always need a registered machine.)
-    #[arg(long, env = "IRONBOOT_HTTP_UNKNOWN_CLIENTS", value_enum, default_value = "serve")]
+    #[arg(
+        long,
+        env = "IRONBOOT_HTTP_UNKNOWN_CLIENTS",
+        value_enum,
+        default_value = "serve"
+    )]
     pub unknown_clients: UnknownClients,
     /// Longest a request waits for a registry lookup on a cache miss. When it runs out
     /// the machine counts as unknown (or the answer is 503 while nothing is cached).
@@ -74,7 +93,11 @@ pub struct Config {
     pub lookup_timeout: Duration,
     /// Rendered scripts kept (one per machine interface and server address) so repeated
     /// requests skip the template; 0 renders every request.
-    #[arg(long, env = "IRONBOOT_HTTP_SCRIPT_CACHE_ENTRIES", default_value_t = 16384)]
+    #[arg(
+        long,
+        env = "IRONBOOT_HTTP_SCRIPT_CACHE_ENTRIES",
+        default_value_t = 16384
+    )]
     pub script_cache_entries: usize,
     /// Most bytes of iPXE binaries kept in sealed memfds so downloads go out with
     /// sendfile (no copy per download, like nginx); 0 writes every download.
@@ -153,11 +176,15 @@ impl Config {
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let osie = self.osie_url.trim();
         if !osie.is_empty()
-            && (!(osie.starts_with("http://") || osie.starts_with("https://")) || osie.contains(char::is_whitespace))
+            && (!(osie.starts_with("http://") || osie.starts_with("https://"))
+                || osie.contains(char::is_whitespace))
         {
             return Err(ConfigError::OsieUrl(self.osie_url.clone()));
         }
-        for (flag, v) in [("syslog-host", &self.syslog_host), ("grpc-authority", &self.grpc_authority)] {
+        for (flag, v) in [
+            ("syslog-host", &self.syslog_host),
+            ("grpc-authority", &self.grpc_authority),
+        ] {
             if let Some(v) = v
                 && !is_host(v.trim())
             {
@@ -171,7 +198,10 @@ impl Config {
             return Err(ConfigError::IdleTimeout);
         }
         let delay = self.script_retry_delay;
-        if delay.subsec_nanos() != 0 || delay < Duration::from_secs(1) || delay > Duration::from_secs(3600) {
+        if delay.subsec_nanos() != 0
+            || delay < Duration::from_secs(1)
+            || delay > Duration::from_secs(3600)
+        {
             return Err(ConfigError::RetryDelay);
         }
         let assets_dir = match &self.files.assets_dir {
@@ -191,12 +221,20 @@ impl Config {
                 grpc_authority: self.grpc_authority.as_ref().map(|s| s.trim().to_string()),
                 tinkerbell_tls: self.tinkerbell_tls,
                 tinkerbell_insecure_tls: self.tinkerbell_insecure_tls,
-                consoles: self.consoles.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
+                consoles: self
+                    .consoles
+                    .iter()
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect(),
                 extra_args: crate::script::tokens(&self.extra_kernel_args),
                 retries: self.script_retries,
                 retry_delay_secs: delay.as_secs(),
             },
-            templates_dir: self.templates_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+            templates_dir: self
+                .templates_dir
+                .clone()
+                .filter(|d| !d.as_os_str().is_empty()),
             trusted_proxies: self.trusted_proxies.clone(),
             unknown_clients: self.unknown_clients,
             lookup_timeout: self.lookup_timeout,
@@ -205,16 +243,31 @@ impl Config {
             shutdown_grace: self.shutdown_grace,
             script_cache_entries: self.script_cache_entries,
             zero_copy_max_bytes: self.zero_copy_max_bytes,
-            zero_copy_dir: Some(self.zero_copy_dir.clone().unwrap_or_else(std::env::temp_dir)),
+            zero_copy_dir: Some(
+                self.zero_copy_dir
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+            ),
             assets_dir,
-            link_roots: self.files.link_roots.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
+            link_roots: self
+                .files
+                .link_roots
+                .iter()
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
         })
     }
 
     /// The in-memory catalogue: the iPXE directories only. Assets are large (ISOs) and
     /// served from disk by the /assets route instead.
     pub fn catalogue_config(&self) -> CatalogueConfig {
-        CatalogueArgs { assets_dir: None, ..self.files.clone() }.catalogue_config()
+        CatalogueArgs {
+            assets_dir: None,
+            ..self.files.clone()
+        }
+        .catalogue_config()
     }
 }
 
@@ -237,12 +290,22 @@ mod tests {
         assert_eq!(s.installer.retry_delay_secs, 2);
         assert!(s.trusted_proxies.is_empty());
         assert!(s.installer.extra_args.is_empty());
-        assert!(c.catalogue_config().dirs.iter().all(|d| d.max_depth == 1), "no assets in memory");
+        assert!(
+            c.catalogue_config().dirs.iter().all(|d| d.max_depth == 1),
+            "no assets in memory"
+        );
     }
 
     #[test]
     fn lists() {
-        let c = parse(&["--console", "ttyS1,115200", "--trusted-proxy", "10.0.0.0/8,127.0.0.1", "--extra-kernel-args", "-- a=1  b"]);
+        let c = parse(&[
+            "--console",
+            "ttyS1,115200",
+            "--trusted-proxy",
+            "10.0.0.0/8,127.0.0.1",
+            "--extra-kernel-args",
+            "-- a=1  b",
+        ]);
         let s = c.settings().unwrap();
         assert_eq!(s.installer.consoles, ["ttyS1,115200"]);
         assert_eq!(s.trusted_proxies.len(), 2);
@@ -254,10 +317,25 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert!(matches!(parse(&["--osie-url", "ftp://x"]).settings(), Err(ConfigError::OsieUrl(_))));
-        assert!(matches!(parse(&["--syslog-host", "a b"]).settings(), Err(ConfigError::Host("syslog-host", _))));
-        assert!(matches!(parse(&["--script-retry-delay", "1500ms"]).settings(), Err(ConfigError::RetryDelay)));
-        assert!(matches!(parse(&["--max-connections", "0"]).settings(), Err(ConfigError::MaxConnections)));
-        assert!(matches!(parse(&["--assets-dir", "/nonexistent/x"]).settings(), Err(ConfigError::Assets(..))));
+        assert!(matches!(
+            parse(&["--osie-url", "ftp://x"]).settings(),
+            Err(ConfigError::OsieUrl(_))
+        ));
+        assert!(matches!(
+            parse(&["--syslog-host", "a b"]).settings(),
+            Err(ConfigError::Host("syslog-host", _))
+        ));
+        assert!(matches!(
+            parse(&["--script-retry-delay", "1500ms"]).settings(),
+            Err(ConfigError::RetryDelay)
+        ));
+        assert!(matches!(
+            parse(&["--max-connections", "0"]).settings(),
+            Err(ConfigError::MaxConnections)
+        ));
+        assert!(matches!(
+            parse(&["--assets-dir", "/nonexistent/x"]).settings(),
+            Err(ConfigError::Assets(..))
+        ));
     }
 }

@@ -68,7 +68,10 @@ pub struct RouteInfo {
 
 impl RouteInfo {
     pub fn new(route: &'static str) -> Self {
-        RouteInfo { route, ..Default::default() }
+        RouteInfo {
+            route,
+            ..Default::default()
+        }
     }
 }
 
@@ -85,7 +88,8 @@ pub fn router(svc: Arc<Service>, metrics: PrometheusHandle) -> Router {
     if let Some(a) = &svc.assets {
         app = app.merge(crate::assets::router(a.clone()));
     }
-    app.fallback(not_found).layer(axum::middleware::from_fn(track))
+    app.fallback(not_found)
+        .layer(axum::middleware::from_fn(track))
 }
 
 async fn not_found() -> Response {
@@ -94,7 +98,10 @@ async fn not_found() -> Response {
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     let mut r = (status, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -124,7 +131,10 @@ async fn track(mut req: Request, next: Next) -> Response {
     let bytes = if method == Method::HEAD {
         None
     } else {
-        resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+        resp.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
     };
     m::request(route, status, elapsed, bytes);
     span.record("route", route);
@@ -156,20 +166,34 @@ async fn track(mut req: Request, next: Next) -> Response {
 
 impl Service {
     fn client(&self, conn: &ConnAddrs, headers: &HeaderMap) -> IpAddr {
-        let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        let xff = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
         client_ip(conn.peer.ip(), xff, &self.settings.trusted_proxies)
     }
 
     /// A 4xx/5xx with an iPXE body that says why.
-    fn refusal(&self, mut info: RouteInfo, status: StatusCode, reason: &'static str, message: &str) -> Response {
+    fn refusal(
+        &self,
+        mut info: RouteInfo,
+        status: StatusCode,
+        reason: &'static str,
+        message: &str,
+    ) -> Response {
         m::refused(info.route, reason);
         info.reason = Some(reason);
         let body = self.templates.refused(status.as_u16(), message);
         let mut r = (status, body).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         with_info(r, info)
     }
@@ -181,7 +205,9 @@ fn authority(headers: &HeaderMap, conn: &ConnAddrs) -> String {
     let ok = |h: &str| {
         !h.is_empty()
             && h.len() <= 255
-            && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+            && h.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+            })
     };
     match headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
         Some(h) if ok(h) => h.to_string(),
@@ -198,7 +224,9 @@ enum Found {
 
 async fn find(
     cache: &HardwareCache,
-    lookup: impl std::future::Future<Output = Result<Option<Arc<Hardware>>, ironboot_proto::cache::LookupError>>,
+    lookup: impl std::future::Future<
+        Output = Result<Option<Arc<Hardware>>, ironboot_proto::cache::LookupError>,
+    >,
     timeout: Duration,
 ) -> Found {
     match tokio::time::timeout(timeout, lookup).await {
@@ -213,7 +241,10 @@ async fn find(
 
 /// Only characters of MAC spellings, bounded: safe to echo in a refusal.
 fn echo_mac(raw: &str) -> String {
-    raw.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '.')).take(32).collect()
+    raw.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '.'))
+        .take(32)
+        .collect()
 }
 
 async fn script_by_mac(
@@ -224,54 +255,134 @@ async fn script_by_mac(
 ) -> Response {
     let headers = req.headers();
     let client = svc.client(&conn, headers);
-    let mut info = RouteInfo { route: "script", client: Some(client), traceparent: Some(trace::of(&req)), ..Default::default() };
+    let mut info = RouteInfo {
+        route: "script",
+        client: Some(client),
+        traceparent: Some(trace::of(&req)),
+        ..Default::default()
+    };
     let Ok(mac) = MacAddr::parse(&raw) else {
-        let msg = format!("{:?} is not a MAC address; ask for /<mac>/auto.ipxe, e.g. /52:54:00:ee:0d:0b/auto.ipxe", echo_mac(&raw));
+        let msg = format!(
+            "{:?} is not a MAC address; ask for /<mac>/auto.ipxe, e.g. /52:54:00:ee:0d:0b/auto.ipxe",
+            echo_mac(&raw)
+        );
         return svc.refusal(info, StatusCode::BAD_REQUEST, "bad_mac", &msg);
     };
     info.mac = Some(mac);
-    let hw = match find(&svc.cache, svc.cache.by_mac_or_fetch(mac), svc.settings.lookup_timeout).await {
+    let hw = match find(
+        &svc.cache,
+        svc.cache.by_mac_or_fetch(mac),
+        svc.settings.lookup_timeout,
+    )
+    .await
+    {
         Found::Machine(hw) => hw,
         Found::Unknown => {
-            return svc.refusal(info, StatusCode::NOT_FOUND, "unknown", &format!("no machine with MAC {mac} is registered"));
+            return svc.refusal(
+                info,
+                StatusCode::NOT_FOUND,
+                "unknown",
+                &format!("no machine with MAC {mac} is registered"),
+            );
         }
         Found::Unavailable(why) => {
             tracing::warn!(%mac, error = %why, "registry unavailable and machine not cached");
-            return svc.refusal(info, StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", "the hardware registry cannot be reached; try again");
+            return svc.refusal(
+                info,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "registry_unavailable",
+                "the hardware registry cannot be reached; try again",
+            );
         }
     };
     // The source address gates too (cache only: no extra registry hop per script), so
     // a refused machine cannot get a script by naming another machine's MAC.
     let ip = ipv4(client);
     let by_ip = ip.and_then(|a| svc.cache.by_ip(a));
-    let id = Identity { mac: Some(mac), by_mac: Some(&hw), ip, by_ip: by_ip.as_deref() };
-    respond_script(&svc, info, &hw, mac, decide(&id, UnknownClients::Serve), &authority(headers, &conn))
+    let id = Identity {
+        mac: Some(mac),
+        by_mac: Some(&hw),
+        ip,
+        by_ip: by_ip.as_deref(),
+    };
+    respond_script(
+        &svc,
+        info,
+        &hw,
+        mac,
+        decide(&id, UnknownClients::Serve),
+        &authority(headers, &conn),
+    )
 }
 
-async fn script_by_ip(State(svc): State<Arc<Service>>, ConnectInfo(conn): ConnectInfo<ConnAddrs>, req: Request) -> Response {
+async fn script_by_ip(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(conn): ConnectInfo<ConnAddrs>,
+    req: Request,
+) -> Response {
     let headers = req.headers();
     let client = svc.client(&conn, headers);
-    let mut info = RouteInfo { route: "script", client: Some(client), traceparent: Some(trace::of(&req)), ..Default::default() };
+    let mut info = RouteInfo {
+        route: "script",
+        client: Some(client),
+        traceparent: Some(trace::of(&req)),
+        ..Default::default()
+    };
     let Some(ip) = ipv4(client) else {
-        let msg = format!("machines are identified by IPv4 address; {client} is not one, ask for /<mac>/auto.ipxe");
+        let msg = format!(
+            "machines are identified by IPv4 address; {client} is not one, ask for /<mac>/auto.ipxe"
+        );
         return svc.refusal(info, StatusCode::NOT_FOUND, "unknown", &msg);
     };
-    let hw = match find(&svc.cache, svc.cache.by_ip_or_fetch(ip), svc.settings.lookup_timeout).await {
+    let hw = match find(
+        &svc.cache,
+        svc.cache.by_ip_or_fetch(ip),
+        svc.settings.lookup_timeout,
+    )
+    .await
+    {
         Found::Machine(hw) => hw,
         Found::Unknown => {
-            return svc.refusal(info, StatusCode::NOT_FOUND, "unknown", &format!("no machine with address {ip} is registered"));
+            return svc.refusal(
+                info,
+                StatusCode::NOT_FOUND,
+                "unknown",
+                &format!("no machine with address {ip} is registered"),
+            );
         }
         Found::Unavailable(why) => {
             tracing::warn!(%ip, error = %why, "registry unavailable and machine not cached");
-            return svc.refusal(info, StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", "the hardware registry cannot be reached; try again");
+            return svc.refusal(
+                info,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "registry_unavailable",
+                "the hardware registry cannot be reached; try again",
+            );
         }
     };
     let Some(mac) = mac_of_ip(&hw, ip) else {
-        return svc.refusal(info, StatusCode::NOT_FOUND, "unknown", &format!("no interface with address {ip} is registered"));
+        return svc.refusal(
+            info,
+            StatusCode::NOT_FOUND,
+            "unknown",
+            &format!("no interface with address {ip} is registered"),
+        );
     };
     info.mac = Some(mac);
-    let id = Identity { mac: Some(mac), by_mac: Some(&hw), ip: Some(ip), by_ip: Some(&hw) };
-    respond_script(&svc, info, &hw, mac, decide(&id, UnknownClients::Serve), &authority(headers, &conn))
+    let id = Identity {
+        mac: Some(mac),
+        by_mac: Some(&hw),
+        ip: Some(ip),
+        by_ip: Some(&hw),
+    };
+    respond_script(
+        &svc,
+        info,
+        &hw,
+        mac,
+        decide(&id, UnknownClients::Serve),
+        &authority(headers, &conn),
+    )
 }
 
 fn mac_of_ip(hw: &Hardware, ip: Ipv4Addr) -> Option<MacAddr> {
@@ -281,15 +392,26 @@ fn mac_of_ip(hw: &Hardware, ip: Ipv4Addr) -> Option<MacAddr> {
         .and_then(|i| MacAddr::parse(&i.mac).ok())
 }
 
-fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAddr, decision: Decision, authority: &str) -> Response {
+fn respond_script(
+    svc: &Service,
+    mut info: RouteInfo,
+    hw: &Hardware,
+    mac: MacAddr,
+    decision: Decision,
+    authority: &str,
+) -> Response {
     match decision {
         Decision::Allow { machine } => info.machine = machine,
         Decision::Refuse { reason, machine } => {
             let name = machine.unwrap_or_else(|| script::machine_name(hw));
             info.machine = Some(name.clone());
             let msg = match reason {
-                Refusal::Disabled => format!("machine {name} is disabled in the registry: no network boot"),
-                Refusal::PxeNotAllowed => format!("network boot is not allowed for {name} ({mac}): netboot.allow_pxe is false"),
+                Refusal::Disabled => {
+                    format!("machine {name} is disabled in the registry: no network boot")
+                }
+                Refusal::PxeNotAllowed => format!(
+                    "network boot is not allowed for {name} ({mac}): netboot.allow_pxe is false"
+                ),
                 Refusal::UnknownClient => format!("no machine with MAC {mac} is registered"),
             };
             return svc.refusal(info, StatusCode::NOT_FOUND, reason.as_str(), &msg);
@@ -302,7 +424,15 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
         return script_ok(hit.kind, hit.assemble(&tp_text), info);
     }
     let render = |tp: TraceParent| {
-        let chosen = script::choose(hw, mac, &svc.settings.installer, &RequestFacts { authority, traceparent: tp });
+        let chosen = script::choose(
+            hw,
+            mac,
+            &svc.settings.installer,
+            &RequestFacts {
+                authority,
+                traceparent: tp,
+            },
+        );
         let kind = chosen.kind();
         let out = match chosen {
             Script::Contents(s) => Ok(s),
@@ -319,7 +449,8 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
                 // Prove the split with a second traceparent before caching it.
                 let other = TraceParent::new_root();
                 if let (_, Ok(second)) = render(other)
-                    && let Some(segments) = split_at_traceparent(&body, &tp_text, &second, &other.header())
+                    && let Some(segments) =
+                        split_at_traceparent(&body, &tp_text, &second, &other.header())
                 {
                     svc.scripts.insert(hw, mac, authority, kind, segments);
                 }
@@ -329,7 +460,12 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
         Err(e) => {
             m::script_error();
             tracing::error!(%mac, error = %e, "boot script template failed");
-            svc.refusal(info, StatusCode::INTERNAL_SERVER_ERROR, "template_error", "the boot script could not be rendered; see the service log")
+            svc.refusal(
+                info,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "template_error",
+                "the boot script could not be rendered; see the service log",
+            )
         }
     }
 }
@@ -337,8 +473,12 @@ fn respond_script(svc: &Service, mut info: RouteInfo, hw: &Hardware, mac: MacAdd
 fn script_ok(kind: &'static str, body: String, info: RouteInfo) -> Response {
     m::script_rendered(kind);
     let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     with_info(r, info)
 }
 
@@ -350,14 +490,21 @@ async fn binary(
 ) -> Response {
     let headers = request.headers();
     let client = svc.client(&conn, headers);
-    let mut info = RouteInfo { route: "binary", client: Some(client), ..Default::default() };
+    let mut info = RouteInfo {
+        route: "binary",
+        client: Some(client),
+        ..Default::default()
+    };
     let (req, file) = match bootfiles::resolve(&svc.catalogue, &raw) {
         Ok(x) => x,
         Err(Lookup::BadPath(e)) => {
             m::refused("binary", "bad_path");
             info.reason = Some("bad_path");
             let mut r = (StatusCode::BAD_REQUEST, format!("bad path: {e}\n")).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             return with_info(r, info);
         }
         Err(Lookup::NotFound) => {
@@ -369,13 +516,27 @@ async fn binary(
     info.file = Some(req.name.clone());
     info.traceparent = Some(trace::of(&request));
     let s = &svc.settings;
-    match bootfiles::gate::check(Some(&svc.cache), req.mac, ipv4(client), s.unknown_clients, s.lookup_timeout).await {
+    match bootfiles::gate::check(
+        Some(&svc.cache),
+        req.mac,
+        ipv4(client),
+        s.unknown_clients,
+        s.lookup_timeout,
+    )
+    .await
+    {
         Decision::Allow { machine } => info.machine = machine,
         Decision::Refuse { reason, machine } => {
             m::refused("binary", reason.as_str());
             info.machine = machine;
             info.reason = Some(reason.as_str());
-            return with_info(text(StatusCode::FORBIDDEN, "network boot is not allowed for this machine\n"), info);
+            return with_info(
+                text(
+                    StatusCode::FORBIDDEN,
+                    "network boot is not allowed for this machine\n",
+                ),
+                info,
+            );
         }
     }
     svc.zero_copy.prepare(&svc.catalogue, &file);
@@ -393,10 +554,20 @@ pub fn file_response(file: &BootFile, headers: &HeaderMap) -> Response {
         if_range: h(header::IF_RANGE),
     };
     let len = file.size();
-    let outcome = evaluate(&cond, &Entity { len, etag: &etag, modified: file.modified });
+    let outcome = evaluate(
+        &cond,
+        &Entity {
+            len,
+            etag: &etag,
+            modified: file.modified,
+        },
+    );
     let builder = Response::builder()
         .header(header::ETAG, &etag)
-        .header(header::LAST_MODIFIED, httpdate::fmt_http_date(file.modified))
+        .header(
+            header::LAST_MODIFIED,
+            httpdate::fmt_http_date(file.modified),
+        )
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CACHE_CONTROL, "no-cache");
     let built = match outcome {

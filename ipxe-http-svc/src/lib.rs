@@ -61,7 +61,10 @@ pub enum RunError {
 }
 
 /// Starts everything from a parsed configuration and serves until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let settings = config.settings()?;
     // The recorder before anything records: the catalogue sets its gauges as it loads.
     ironboot_telemetry::metrics::init_metrics();
@@ -78,20 +81,40 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let snap = catalogue.snapshot();
-    tracing::info!(files = snap.files.len(), bytes = snap.total_bytes, "iPXE binaries loaded");
+    tracing::info!(
+        files = snap.files.len(),
+        bytes = snap.total_bytes,
+        "iPXE binaries loaded"
+    );
     let assets = match &settings.assets_dir {
-        Some(d) => Some(assets::AssetRoot::new(d, &settings.link_roots).map_err(|e| ConfigError::Assets(d.clone(), e.to_string()))?),
+        Some(d) => Some(
+            assets::AssetRoot::new(d, &settings.link_roots)
+                .map_err(|e| ConfigError::Assets(d.clone(), e.to_string()))?,
+        ),
         None => None,
     };
     let cache = HardwareCache::start(config.registry.connect_lazy()?, CacheConfig::default());
-    let listener = TcpListener::bind(settings.listen).await.map_err(|e| RunError::Bind(settings.listen, e))?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| RunError::Bind(settings.listen, e))?;
     tracing::info!(listen = %listener.local_addr()?, assets = ?assets.as_ref().map(|a| a.path().to_path_buf()), "serving HTTP");
 
     let shutdown = ironboot_telemetry::SharedShutdown::new(shutdown);
     let reloader = catalogue.spawn_reloader(config.files.rescan_interval, shutdown.wait());
     let scripts = script_cache::ScriptCache::new(settings.script_cache_entries);
-    let zero_copy = Arc::new(zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes, settings.zero_copy_dir.clone()));
-    let svc = Arc::new(Service { settings, catalogue, cache: cache.clone(), templates, assets, scripts, zero_copy });
+    let zero_copy = Arc::new(zero_copy::ZeroCopy::new(
+        settings.zero_copy_max_bytes,
+        settings.zero_copy_dir.clone(),
+    ));
+    let svc = Arc::new(Service {
+        settings,
+        catalogue,
+        cache: cache.clone(),
+        templates,
+        assets,
+        scripts,
+        zero_copy,
+    });
     serve(listener, svc, shutdown.wait()).await?;
     let _ = reloader.await;
     cache.stop();
@@ -107,7 +130,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let s = &svc.settings;
-    let listener = listener::BoundedListener::new(listener, s.max_connections, s.idle_timeout, svc.zero_copy.clone());
+    let listener = listener::BoundedListener::new(
+        listener,
+        s.max_connections,
+        s.idle_timeout,
+        svc.zero_copy.clone(),
+    );
     let grace = s.shutdown_grace;
     let metrics = ironboot_telemetry::metrics::init_metrics();
     crate::metrics::describe();
@@ -130,10 +158,13 @@ pub async fn serve(
         }
     });
     let mut graceful = rx.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<listener::ConnAddrs>())
-        .with_graceful_shutdown(async move {
-            let _ = graceful.wait_for(|s| *s).await;
-        });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<listener::ConnAddrs>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|s| *s).await;
+    });
     let mut deadline = rx;
     tokio::select! {
         r = server => r,
@@ -154,23 +185,40 @@ pub fn check_config(config: &Config) -> Result<String, String> {
     let settings = config.settings().map_err(|e| e.to_string())?;
     let mut out = String::new();
     let _ = writeln!(out, "listen: {}", settings.listen);
-    let templates = Templates::load(settings.templates_dir.as_deref()).map_err(|e| e.to_string())?;
+    let templates =
+        Templates::load(settings.templates_dir.as_deref()).map_err(|e| e.to_string())?;
     for (name, origin) in templates.origins() {
         let _ = writeln!(out, "template {name}: {origin}");
     }
     for p in &templates.ignored {
-        let _ = writeln!(out, "warning: {} is not a template name; ignored", p.display());
+        let _ = writeln!(
+            out,
+            "warning: {} is not a template name; ignored",
+            p.display()
+        );
     }
     let i = &settings.installer;
-    let osie = if i.osie_url.is_empty() { "this service's /assets (as reached by the client)" } else { &i.osie_url };
-    let _ = writeln!(out, "installer: {osie}; consoles {:?}; extra args {:?}; retries {} every {}s", i.consoles, i.extra_args, i.retries, i.retry_delay_secs);
+    let osie = if i.osie_url.is_empty() {
+        "this service's /assets (as reached by the client)"
+    } else {
+        &i.osie_url
+    };
+    let _ = writeln!(
+        out,
+        "installer: {osie}; consoles {:?}; extra args {:?}; retries {} every {}s",
+        i.consoles, i.extra_args, i.retries, i.retry_delay_secs
+    );
     let cat = Catalogue::load(config.catalogue_config());
     if cat.snapshot().report(&mut out, "binaries") == 0 {
-        let _ = writeln!(out, "warning: no iPXE binaries to serve (check --ipxe-dir / --ipxe-extra-dir)");
+        let _ = writeln!(
+            out,
+            "warning: no iPXE binaries to serve (check --ipxe-dir / --ipxe-extra-dir)"
+        );
     }
     match &settings.assets_dir {
         Some(d) => {
-            let a = assets::AssetRoot::new(d, &settings.link_roots).map_err(|e| format!("{out}error: --assets-dir {}: {e}", d.display()))?;
+            let a = assets::AssetRoot::new(d, &settings.link_roots)
+                .map_err(|e| format!("{out}error: --assets-dir {}: {e}", d.display()))?;
             let _ = writeln!(out, "assets: {}", a.path().display());
         }
         None => {
@@ -178,8 +226,12 @@ pub fn check_config(config: &Config) -> Result<String, String> {
         }
     }
     let _ = writeln!(out, "trusted proxies: {:?}", settings.trusted_proxies);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(async { config.registry.connect_lazy().map(|_| ()) }).map_err(|e| format!("{out}error: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async { config.registry.connect_lazy().map(|_| ()) })
+        .map_err(|e| format!("{out}error: {e}"))?;
     let _ = writeln!(out, "registry: {}", config.registry.endpoint);
     Ok(out)
 }

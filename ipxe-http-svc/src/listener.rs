@@ -34,8 +34,18 @@ pub struct BoundedListener {
 }
 
 impl BoundedListener {
-    pub fn new(inner: TcpListener, max_connections: usize, idle: Duration, zero_copy: Arc<ZeroCopy>) -> Self {
-        BoundedListener { inner, permits: Arc::new(Semaphore::new(max_connections.max(1))), idle, zero_copy }
+    pub fn new(
+        inner: TcpListener,
+        max_connections: usize,
+        idle: Duration,
+        zero_copy: Arc<ZeroCopy>,
+    ) -> Self {
+        BoundedListener {
+            inner,
+            permits: Arc::new(Semaphore::new(max_connections.max(1))),
+            idle,
+            zero_copy,
+        }
     }
 }
 
@@ -134,7 +144,11 @@ impl Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(r) => {
@@ -149,7 +163,11 @@ impl AsyncRead for Conn {
 
 impl Conn {
     /// One non-blocking socket operation, retried on readiness.
-    fn poll_op(&mut self, cx: &mut Context<'_>, mut op: impl FnMut(std::os::fd::RawFd) -> io::Result<usize>) -> Poll<io::Result<usize>> {
+    fn poll_op(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(std::os::fd::RawFd) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         use std::os::fd::AsRawFd;
         loop {
             match self.io.poll_write_ready(cx) {
@@ -167,7 +185,13 @@ impl Conn {
     }
 
     /// `sendfile` of a registered buffer's slice.
-    fn poll_sendfile(&mut self, cx: &mut Context<'_>, backing: &zero_copy::Backing, offset: u64, len: usize) -> Poll<io::Result<usize>> {
+    fn poll_sendfile(
+        &mut self,
+        cx: &mut Context<'_>,
+        backing: &zero_copy::Backing,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
         let r = self.poll_op(cx, |fd| zero_copy::sendfile(fd, backing, offset, len));
         if let Poll::Ready(Ok(n)) = r {
             m::sendfile_bytes(n as u64);
@@ -178,7 +202,11 @@ impl Conn {
     /// Writes a prefix of `bufs` (as `AsyncWrite` allows), sending slices of registered
     /// binaries with `sendfile`: the head before such a slice goes out with `MSG_MORE`
     /// and the slice right after it.
-    fn write_some(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn write_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let backed = bufs
             .iter()
             .enumerate()
@@ -209,7 +237,11 @@ impl Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match this.write_some(cx, &[io::IoSlice::new(buf)]) {
             Poll::Ready(r) => {
@@ -221,7 +253,11 @@ impl AsyncWrite for Conn {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match this.write_some(cx, bufs) {
             Poll::Ready(r) => {
@@ -257,6 +293,9 @@ pub struct ConnAddrs {
 impl Connected<IncomingStream<'_, BoundedListener>> for ConnAddrs {
     fn connect_info(stream: IncomingStream<'_, BoundedListener>) -> Self {
         let io = stream.io();
-        ConnAddrs { peer: io.peer, local: io.local }
+        ConnAddrs {
+            peer: io.peer,
+            local: io.local,
+        }
     }
 }

@@ -32,20 +32,60 @@ pub const SENDFILE_BYTES: &str = "http_sendfile_bytes_total";
 /// Registers every description (`# HELP`); call once the recorder is installed.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(REQUESTS, "HTTP requests answered, by route and status code.");
-    describe_histogram!(DURATION, Unit::Seconds, "Time to the response head, by route.");
-    describe_counter!(BODY_BYTES, Unit::Bytes, "Declared response body bytes (Content-Length), by route.");
-    describe_counter!(SCRIPTS, "iPXE scripts rendered, by kind (installer, custom_url, custom_contents).");
-    describe_counter!(SCRIPT_ERRORS, "iPXE script templates that failed at request time (answered 500).");
-    describe_counter!(REFUSED, "Requests refused, by route and reason (unknown, disabled, pxe_not_allowed, registry_unavailable, bad_mac, bad_path).");
+    describe_counter!(
+        REQUESTS,
+        "HTTP requests answered, by route and status code."
+    );
+    describe_histogram!(
+        DURATION,
+        Unit::Seconds,
+        "Time to the response head, by route."
+    );
+    describe_counter!(
+        BODY_BYTES,
+        Unit::Bytes,
+        "Declared response body bytes (Content-Length), by route."
+    );
+    describe_counter!(
+        SCRIPTS,
+        "iPXE scripts rendered, by kind (installer, custom_url, custom_contents)."
+    );
+    describe_counter!(
+        SCRIPT_ERRORS,
+        "iPXE script templates that failed at request time (answered 500)."
+    );
+    describe_counter!(
+        REFUSED,
+        "Requests refused, by route and reason (unknown, disabled, pxe_not_allowed, registry_unavailable, bad_mac, bad_path)."
+    );
     describe_gauge!(CONNECTIONS, "Open HTTP connections.");
-    describe_counter!(CONNECTION_LIMIT, "Connections refused because --max-connections were open.");
-    describe_counter!(IDLE_TIMEOUTS, "Connections closed for idling past --idle-timeout.");
+    describe_counter!(
+        CONNECTION_LIMIT,
+        "Connections refused because --max-connections were open."
+    );
+    describe_counter!(
+        IDLE_TIMEOUTS,
+        "Connections closed for idling past --idle-timeout."
+    );
     describe_counter!(ACCEPT_ERRORS, "Errors accepting connections.");
-    describe_counter!(SENDFILE_BYTES, Unit::Bytes, "Binary bytes sent zero-copy (sendfile).");
-    describe_gauge!("ipxe_zero_copy_bytes", Unit::Bytes, "Bytes held in sealed in-memory files for zero-copy sends.");
-    describe_gauge!("ipxe_script_cache_entries", "Rendered scripts held in the script cache.");
-    describe_counter!("ipxe_script_cache_flushes_total", "Times the script cache was emptied because it was full.");
+    describe_counter!(
+        SENDFILE_BYTES,
+        Unit::Bytes,
+        "Binary bytes sent zero-copy (sendfile)."
+    );
+    describe_gauge!(
+        "ipxe_zero_copy_bytes",
+        Unit::Bytes,
+        "Bytes held in sealed in-memory files for zero-copy sends."
+    );
+    describe_gauge!(
+        "ipxe_script_cache_entries",
+        "Rendered scripts held in the script cache."
+    );
+    describe_counter!(
+        "ipxe_script_cache_flushes_total",
+        "Times the script cache was emptied because it was full."
+    );
     bootfiles::Catalogue::describe_metrics();
 }
 
@@ -85,7 +125,11 @@ type HandleMap = HashMap<(&'static str, &'static str), RequestHandles>;
 fn handles(route: &'static str, status: &'static str) -> RequestHandles {
     static MAP: OnceLock<RwLock<HandleMap>> = OnceLock::new();
     let map = MAP.get_or_init(Default::default);
-    if let Some(h) = map.read().unwrap_or_else(|p| p.into_inner()).get(&(route, status)) {
+    if let Some(h) = map
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(route, status))
+    {
         return h.clone();
     }
     let h = RequestHandles {
@@ -94,7 +138,9 @@ fn handles(route: &'static str, status: &'static str) -> RequestHandles {
         bytes: metrics::counter!(BODY_BYTES, "route" => route),
     };
     // Routes and status labels are static strings from small fixed sets: bounded.
-    map.write().unwrap_or_else(|p| p.into_inner()).insert((route, status), h.clone());
+    map.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((route, status), h.clone());
     h
 }
 

@@ -42,7 +42,10 @@ pub enum Outcome {
 
 /// HTTP dates have whole seconds; compare at that precision.
 fn whole_seconds(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
@@ -99,18 +102,31 @@ enum RangeSpec {
     /// Not a single bytes range we understand: serve the whole representation.
     Ignore,
     Unsatisfiable,
-    Bytes { start: u64, end: u64 },
+    Bytes {
+        start: u64,
+        end: u64,
+    },
 }
 
 fn parse_range(header: &str, len: u64) -> RangeSpec {
     let h = header.trim();
-    let Some((unit, set)) = h.split_once('=') else { return RangeSpec::Ignore };
+    let Some((unit, set)) = h.split_once('=') else {
+        return RangeSpec::Ignore;
+    };
     if !unit.trim().eq_ignore_ascii_case("bytes") {
         return RangeSpec::Ignore;
     }
-    let specs: Vec<&str> = set.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let [spec] = specs.as_slice() else { return RangeSpec::Ignore };
-    let Some((first, last)) = spec.split_once('-') else { return RangeSpec::Ignore };
+    let specs: Vec<&str> = set
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let [spec] = specs.as_slice() else {
+        return RangeSpec::Ignore;
+    };
+    let Some((first, last)) = spec.split_once('-') else {
+        return RangeSpec::Ignore;
+    };
     let (first, last) = (first.trim(), last.trim());
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if first.is_empty() {
@@ -122,20 +138,32 @@ fn parse_range(header: &str, len: u64) -> RangeSpec {
         if n == 0 || len == 0 {
             return RangeSpec::Unsatisfiable;
         }
-        return RangeSpec::Bytes { start: len.saturating_sub(n), end: len - 1 };
+        return RangeSpec::Bytes {
+            start: len.saturating_sub(n),
+            end: len - 1,
+        };
     }
     if !digits(first) || !(last.is_empty() || digits(last)) {
         return RangeSpec::Ignore;
     }
-    let Ok(start) = first.parse::<u64>() else { return RangeSpec::Unsatisfiable };
-    let end = if last.is_empty() { u64::MAX } else { last.parse::<u64>().unwrap_or(u64::MAX) };
+    let Ok(start) = first.parse::<u64>() else {
+        return RangeSpec::Unsatisfiable;
+    };
+    let end = if last.is_empty() {
+        u64::MAX
+    } else {
+        last.parse::<u64>().unwrap_or(u64::MAX)
+    };
     if end < start {
         return RangeSpec::Ignore;
     }
     if start >= len {
         return RangeSpec::Unsatisfiable;
     }
-    RangeSpec::Bytes { start, end: end.min(len - 1) }
+    RangeSpec::Bytes {
+        start,
+        end: end.min(len - 1),
+    }
 }
 
 #[cfg(test)]
@@ -146,11 +174,21 @@ mod tests {
     const TAG: &str = "\"abc-10\"";
 
     fn entity() -> Entity<'static> {
-        Entity { len: 10, etag: TAG, modified: UNIX_EPOCH + Duration::from_millis(1_700_000_000_500) }
+        Entity {
+            len: 10,
+            etag: TAG,
+            modified: UNIX_EPOCH + Duration::from_millis(1_700_000_000_500),
+        }
     }
 
     fn range(r: &str) -> Outcome {
-        evaluate(&Conditions { range: Some(r), ..Default::default() }, &entity())
+        evaluate(
+            &Conditions {
+                range: Some(r),
+                ..Default::default()
+            },
+            &entity(),
+        )
     }
 
     #[test]
@@ -163,9 +201,21 @@ mod tests {
         assert_eq!(range("Bytes = 9-9"), Outcome::Partial { start: 9, end: 9 });
         assert_eq!(range("bytes=10-"), Outcome::Unsatisfiable);
         assert_eq!(range("bytes=-0"), Outcome::Unsatisfiable);
-        assert_eq!(range("bytes=99999999999999999999999-"), Outcome::Unsatisfiable);
+        assert_eq!(
+            range("bytes=99999999999999999999999-"),
+            Outcome::Unsatisfiable
+        );
         // Not understood or several: the whole file.
-        for r in ["bytes=3-1", "bytes=0-1,4-5", "items=0-1", "bytes=a-b", "bytes=", "bytes=-", "garbage", "bytes=+1-2"] {
+        for r in [
+            "bytes=3-1",
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=",
+            "bytes=-",
+            "garbage",
+            "bytes=+1-2",
+        ] {
             assert_eq!(range(r), Outcome::Full, "{r}");
         }
     }
@@ -173,7 +223,10 @@ mod tests {
     #[test]
     fn empty_file_ranges_are_unsatisfiable() {
         let e = Entity { len: 0, ..entity() };
-        let c = Conditions { range: Some("bytes=0-"), ..Default::default() };
+        let c = Conditions {
+            range: Some("bytes=0-"),
+            ..Default::default()
+        };
         assert_eq!(evaluate(&c, &e), Outcome::Unsatisfiable);
     }
 
@@ -184,14 +237,25 @@ mod tests {
         let older = httpdate::fmt_http_date(e.modified - Duration::from_secs(5));
         let c = |inm: Option<&'static str>, ims: Option<&str>| {
             let ims = ims.map(|s| s.to_string());
-            evaluate(&Conditions { if_none_match: inm, if_modified_since: ims.as_deref(), ..Default::default() }, &e)
+            evaluate(
+                &Conditions {
+                    if_none_match: inm,
+                    if_modified_since: ims.as_deref(),
+                    ..Default::default()
+                },
+                &e,
+            )
         };
         assert_eq!(c(Some(TAG), None), Outcome::NotModified);
         assert_eq!(c(Some("W/\"abc-10\""), None), Outcome::NotModified);
         assert_eq!(c(Some("\"x\", \"abc-10\""), None), Outcome::NotModified);
         assert_eq!(c(Some("*"), None), Outcome::NotModified);
         assert_eq!(c(Some("\"other\""), None), Outcome::Full);
-        assert_eq!(c(None, Some(&same)), Outcome::NotModified, "sub-second mtime compares by seconds");
+        assert_eq!(
+            c(None, Some(&same)),
+            Outcome::NotModified,
+            "sub-second mtime compares by seconds"
+        );
         assert_eq!(c(None, Some(&older)), Outcome::Full);
         assert_eq!(c(None, Some("not a date")), Outcome::Full);
         // If-None-Match that misses overrides a matching If-Modified-Since.
@@ -202,11 +266,24 @@ mod tests {
     fn if_range() {
         let e = entity();
         let same = httpdate::fmt_http_date(e.modified);
-        let with = |ir: &str| evaluate(&Conditions { range: Some("bytes=2-3"), if_range: Some(ir), ..Default::default() }, &e);
+        let with = |ir: &str| {
+            evaluate(
+                &Conditions {
+                    range: Some("bytes=2-3"),
+                    if_range: Some(ir),
+                    ..Default::default()
+                },
+                &e,
+            )
+        };
         assert_eq!(with(TAG), Outcome::Partial { start: 2, end: 3 });
         assert_eq!(with(&same), Outcome::Partial { start: 2, end: 3 });
         assert_eq!(with("\"changed\""), Outcome::Full);
-        assert_eq!(with("W/\"abc-10\""), Outcome::Full, "weak tags never satisfy If-Range");
+        assert_eq!(
+            with("W/\"abc-10\""),
+            Outcome::Full,
+            "weak tags never satisfy If-Range"
+        );
         assert_eq!(with("Thu, 01 Jan 1970 00:00:00 GMT"), Outcome::Full);
     }
 

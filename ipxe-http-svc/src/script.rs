@@ -109,12 +109,17 @@ impl Script {
 
 /// Whitespace and control characters removed: one token of a command line or script.
 pub fn token(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace() && !c.is_control()).collect()
+    s.chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect()
 }
 
 /// A space-separated list as tokens.
 pub fn tokens(s: &str) -> Vec<String> {
-    s.split_whitespace().map(token).filter(|t| !t.is_empty()).collect()
+    s.split_whitespace()
+        .map(token)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// The kernel/initrd naming of Hook: `x86_64` or `aarch64`. Tinkerbell boots 64-bit
@@ -125,7 +130,10 @@ pub fn installer_arch(record_arch: &str) -> String {
         "aarch64" | "arm64" => "aarch64".into(),
         other => {
             let t = token(other);
-            if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            if !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
                 t
             } else {
                 "x86_64".into()
@@ -143,7 +151,11 @@ pub fn authority_host(authority: &str) -> &str {
         };
     }
     match authority.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+        Some((h, p))
+            if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') =>
+        {
+            h
+        }
         _ => authority,
     }
 }
@@ -153,22 +165,37 @@ fn join_url(base: &str, name: &str) -> String {
     if name.contains("://") {
         name.to_string()
     } else {
-        format!("{}/{}", base.trim_end_matches('/'), name.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            name.trim_start_matches('/')
+        )
     }
 }
 
 /// The interface of `hw` that has `mac`.
 pub fn interface(hw: &Hardware, mac: MacAddr) -> Option<&Interface> {
-    hw.interfaces.iter().find(|i| MacAddr::parse(&i.mac).ok() == Some(mac))
+    hw.interfaces
+        .iter()
+        .find(|i| MacAddr::parse(&i.mac).ok() == Some(mac))
 }
 
 /// The record's display name (name, else id).
 pub fn machine_name(hw: &Hardware) -> String {
-    if hw.name.is_empty() { hw.id.clone() } else { hw.name.clone() }
+    if hw.name.is_empty() {
+        hw.id.clone()
+    } else {
+        hw.name.clone()
+    }
 }
 
 /// Chooses and fills in the script for `mac` of `hw`. Pure.
-pub fn choose(hw: &Hardware, mac: MacAddr, d: &InstallerDefaults, req: &RequestFacts<'_>) -> Script {
+pub fn choose(
+    hw: &Hardware,
+    mac: MacAddr,
+    d: &InstallerDefaults,
+    req: &RequestFacts<'_>,
+) -> Script {
     let iface = interface(hw, mac);
     let netboot = iface.and_then(|i| i.netboot.as_ref());
     let machine = token(&machine_name(hw));
@@ -206,13 +233,19 @@ pub fn choose(hw: &Hardware, mac: MacAddr, d: &InstallerDefaults, req: &RequestF
         };
         chosen.trim_end_matches('/').to_string()
     };
-    let pick = |v: Option<&String>, default: String| match v.map(|s| token(s)).filter(|s| !s.is_empty()) {
-        Some(s) => s,
-        None => default,
-    };
+    let pick =
+        |v: Option<&String>, default: String| match v.map(|s| token(s)).filter(|s| !s.is_empty()) {
+            Some(s) => s,
+            None => default,
+        };
     let kernel = pick(osie.map(|o| &o.kernel), format!("vmlinuz-{arch}"));
     let initrd = pick(osie.map(|o| &o.initrd), format!("initramfs-{arch}"));
-    let syslog_host = d.syslog_host.as_deref().map(token).filter(|s| !s.is_empty()).unwrap_or_else(|| host.clone());
+    let syslog_host = d
+        .syslog_host
+        .as_deref()
+        .map(token)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| host.clone());
     let grpc_authority = d
         .grpc_authority
         .as_deref()
@@ -221,7 +254,12 @@ pub fn choose(hw: &Hardware, mac: MacAddr, d: &InstallerDefaults, req: &RequestF
         .unwrap_or_else(|| format!("{host}:{DEFAULT_TINK_GRPC_PORT}"));
     let facility = token(&hw.facility);
     let vlan_id = dhcp.map(|d| d.vlan_id).filter(|v| *v != 0);
-    let consoles: Vec<String> = d.consoles.iter().map(|c| token(c)).filter(|c| !c.is_empty()).collect();
+    let consoles: Vec<String> = d
+        .consoles
+        .iter()
+        .map(|c| token(c))
+        .filter(|c| !c.is_empty())
+        .collect();
     let extra_args: Vec<String> = d.extra_args.iter().flat_map(|a| tokens(a)).collect();
     let kernel_params = osie.map(|o| tokens(&o.kernel_params)).unwrap_or_default();
 
@@ -238,7 +276,10 @@ pub fn choose(hw: &Hardware, mac: MacAddr, d: &InstallerDefaults, req: &RequestF
     args.push(format!("syslog_host={syslog_host}"));
     args.push(format!("grpc_authority={grpc_authority}"));
     args.push(format!("tinkerbell_tls={}", d.tinkerbell_tls));
-    args.push(format!("tinkerbell_insecure_tls={}", d.tinkerbell_insecure_tls));
+    args.push(format!(
+        "tinkerbell_insecure_tls={}",
+        d.tinkerbell_insecure_tls
+    ));
     if let Some(v) = vlan_id {
         args.push(format!("vlan_id={v}"));
     }
@@ -280,7 +321,11 @@ mod tests {
     const MAC: MacAddr = MacAddr([0x52, 0x54, 0, 0xee, 0x0d, 0x0b]);
 
     fn tp() -> TraceParent {
-        TraceParent { trace_id: [0xab; 16], span_id: [0xcd; 8], flags: 1 }
+        TraceParent {
+            trace_id: [0xab; 16],
+            span_id: [0xcd; 8],
+            flags: 1,
+        }
     }
 
     fn hw(netboot: Option<Netboot>, arch: &str) -> Hardware {
@@ -289,7 +334,11 @@ mod tests {
             facility: "lab1".into(),
             interfaces: vec![Interface {
                 mac: "52:54:00:ee:0d:0b".into(),
-                dhcp: Some(Dhcp { ip: "10.0.0.10".into(), arch: arch.into(), ..Default::default() }),
+                dhcp: Some(Dhcp {
+                    ip: "10.0.0.10".into(),
+                    arch: arch.into(),
+                    ..Default::default()
+                }),
                 netboot,
             }],
             ..Default::default()
@@ -297,11 +346,24 @@ mod tests {
     }
 
     fn defaults() -> InstallerDefaults {
-        InstallerDefaults { consoles: vec!["tty0".into(), "ttyS0,115200".into()], retries: 3, retry_delay_secs: 2, ..Default::default() }
+        InstallerDefaults {
+            consoles: vec!["tty0".into(), "ttyS0,115200".into()],
+            retries: 3,
+            retry_delay_secs: 2,
+            ..Default::default()
+        }
     }
 
     fn installer(h: &Hardware, d: &InstallerDefaults) -> InstallerVars {
-        match choose(h, MAC, d, &RequestFacts { authority: "10.0.0.1:8080", traceparent: tp() }) {
+        match choose(
+            h,
+            MAC,
+            d,
+            &RequestFacts {
+                authority: "10.0.0.1:8080",
+                traceparent: tp(),
+            },
+        ) {
             Script::Installer(v) => *v,
             other => panic!("expected the installer, got {other:?}"),
         }
@@ -343,41 +405,76 @@ mod tests {
     #[test]
     fn custom_scripts_take_precedence() {
         let nb = |url: &str, contents: &str| Netboot {
-            ipxe: Some(Ipxe { url: url.into(), contents: contents.into() }),
+            ipxe: Some(Ipxe {
+                url: url.into(),
+                contents: contents.into(),
+            }),
             ..Default::default()
         };
         let d = defaults();
-        let r = RequestFacts { authority: "h", traceparent: tp() };
-        assert_eq!(choose(&hw(Some(nb("", "#!ipxe\nshell\n")), ""), MAC, &d, &r), Script::Contents("#!ipxe\nshell\n".into()));
-        assert_eq!(choose(&hw(Some(nb("http://x/y.ipxe", "")), ""), MAC, &d, &r).kind(), "custom_url");
-        assert_eq!(choose(&hw(Some(nb("", "  ")), ""), MAC, &d, &r).kind(), "installer");
+        let r = RequestFacts {
+            authority: "h",
+            traceparent: tp(),
+        };
+        assert_eq!(
+            choose(&hw(Some(nb("", "#!ipxe\nshell\n")), ""), MAC, &d, &r),
+            Script::Contents("#!ipxe\nshell\n".into())
+        );
+        assert_eq!(
+            choose(&hw(Some(nb("http://x/y.ipxe", "")), ""), MAC, &d, &r).kind(),
+            "custom_url"
+        );
+        assert_eq!(
+            choose(&hw(Some(nb("", "  ")), ""), MAC, &d, &r).kind(),
+            "installer"
+        );
     }
 
     #[test]
     fn nothing_from_a_record_can_add_lines() {
         let mut h = hw(
             Some(Netboot {
-                osie: Some(Osie { kernel_params: "a=1\nchain http://evil/".into(), ..Default::default() }),
+                osie: Some(Osie {
+                    kernel_params: "a=1\nchain http://evil/".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             "x86_64",
         );
         h.facility = "lab\nshell".into();
         let v = installer(&h, &defaults());
-        assert!(v.kernel_args.iter().all(|a| !a.contains(char::is_whitespace)));
+        assert!(
+            v.kernel_args
+                .iter()
+                .all(|a| !a.contains(char::is_whitespace))
+        );
         assert_eq!(v.facility, "labshell");
     }
 
     #[test]
     fn arch_names() {
-        for (a, want) in [("", "x86_64"), ("amd64", "x86_64"), ("i386", "x86_64"), ("ARM64", "aarch64"), ("riscv64", "riscv64"), ("a b/c", "x86_64")] {
+        for (a, want) in [
+            ("", "x86_64"),
+            ("amd64", "x86_64"),
+            ("i386", "x86_64"),
+            ("ARM64", "aarch64"),
+            ("riscv64", "riscv64"),
+            ("a b/c", "x86_64"),
+        ] {
             assert_eq!(installer_arch(a), want, "{a}");
         }
     }
 
     #[test]
     fn authority_hosts() {
-        for (a, want) in [("10.0.0.1:8080", "10.0.0.1"), ("boot.example", "boot.example"), ("[fd00::1]:8080", "[fd00::1]"), ("[fd00::1]", "[fd00::1]"), ("h:", "h:")] {
+        for (a, want) in [
+            ("10.0.0.1:8080", "10.0.0.1"),
+            ("boot.example", "boot.example"),
+            ("[fd00::1]:8080", "[fd00::1]"),
+            ("[fd00::1]", "[fd00::1]"),
+            ("h:", "h:"),
+        ] {
             assert_eq!(authority_host(a), want, "{a}");
         }
     }

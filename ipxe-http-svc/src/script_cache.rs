@@ -38,7 +38,9 @@ pub struct Entry {
 impl Entry {
     /// The script with `traceparent` in its places.
     pub fn assemble(&self, traceparent: &str) -> String {
-        let mut out = String::with_capacity(self.len + traceparent.len() * self.segments.len().saturating_sub(1));
+        let mut out = String::with_capacity(
+            self.len + traceparent.len() * self.segments.len().saturating_sub(1),
+        );
         for (i, s) in self.segments.iter().enumerate() {
             if i > 0 {
                 out.push_str(traceparent);
@@ -66,7 +68,11 @@ pub struct ScriptCache {
 
 impl ScriptCache {
     pub fn new(capacity: usize) -> ScriptCache {
-        ScriptCache { map: RwLock::new(HashMap::new()), hasher: Default::default(), capacity }
+        ScriptCache {
+            map: RwLock::new(HashMap::new()),
+            hasher: Default::default(),
+            capacity,
+        }
     }
 
     fn key(&self, id: &str, mac: MacAddr, authority: &str) -> u64 {
@@ -85,18 +91,38 @@ impl ScriptCache {
         let k = self.key(&hw.id, mac, authority);
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.get(&k)
-            .filter(|e| e.revision == hw.revision && e.mac == mac && e.id == hw.id && e.authority == authority)
+            .filter(|e| {
+                e.revision == hw.revision
+                    && e.mac == mac
+                    && e.id == hw.id
+                    && e.authority == authority
+            })
             .cloned()
     }
 
     /// Stores a proven split (see [`split_at_traceparent`]).
-    pub fn insert(&self, hw: &Hardware, mac: MacAddr, authority: &str, kind: &'static str, segments: Vec<String>) {
+    pub fn insert(
+        &self,
+        hw: &Hardware,
+        mac: MacAddr,
+        authority: &str,
+        kind: &'static str,
+        segments: Vec<String>,
+    ) {
         if self.capacity == 0 {
             return;
         }
         let k = self.key(&hw.id, mac, authority);
         let len = segments.iter().map(String::len).sum();
-        let entry = Arc::new(Entry { id: hw.id.clone(), revision: hw.revision, mac, authority: authority.to_string(), kind, segments, len });
+        let entry = Arc::new(Entry {
+            id: hw.id.clone(),
+            revision: hw.revision,
+            mac,
+            authority: authority.to_string(),
+            kind,
+            segments,
+            len,
+        });
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity && !map.contains_key(&k) {
             map.clear();
@@ -123,15 +149,28 @@ mod tests {
     const B: &str = "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-bbbbbbbbbbbbbbbb-01";
 
     fn hw(id: &str, revision: u64) -> Hardware {
-        Hardware { id: id.into(), revision, ..Default::default() }
+        Hardware {
+            id: id.into(),
+            revision,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn proven_splits_only() {
-        let segs = split_at_traceparent(&format!("x {A} y {A}"), A, &format!("x {B} y {B}"), B).unwrap();
+        let segs =
+            split_at_traceparent(&format!("x {A} y {A}"), A, &format!("x {B} y {B}"), B).unwrap();
         assert_eq!(segs, ["x ", " y ", ""]);
         // A template that transforms the value: not cacheable.
-        assert!(split_at_traceparent(&format!("x {A} {}", &A[3..10]), A, &format!("x {B} {}", &B[3..10]), B).is_none());
+        assert!(
+            split_at_traceparent(
+                &format!("x {A} {}", &A[3..10]),
+                A,
+                &format!("x {B} {}", &B[3..10]),
+                B
+            )
+            .is_none()
+        );
         assert!(split_at_traceparent("no traceparent", A, "no traceparent", B).is_some());
         assert!(split_at_traceparent("a", A, "b", B).is_none());
     }
@@ -140,12 +179,24 @@ mod tests {
     fn hits_only_for_the_same_revision_mac_and_authority() {
         let c = ScriptCache::new(10);
         let mac = MacAddr([2, 0, 0, 0, 0, 1]);
-        c.insert(&hw("id1", 5), mac, "h:1", "installer", vec!["a ".into(), " b".into()]);
+        c.insert(
+            &hw("id1", 5),
+            mac,
+            "h:1",
+            "installer",
+            vec!["a ".into(), " b".into()],
+        );
         let e = c.get(&hw("id1", 5), mac, "h:1").unwrap();
         assert_eq!(e.assemble("TP"), "a TP b");
-        assert!(c.get(&hw("id1", 6), mac, "h:1").is_none(), "a newer revision renders again");
+        assert!(
+            c.get(&hw("id1", 6), mac, "h:1").is_none(),
+            "a newer revision renders again"
+        );
         assert!(c.get(&hw("id1", 5), mac, "h:2").is_none());
-        assert!(c.get(&hw("id1", 5), MacAddr([2, 0, 0, 0, 0, 2]), "h:1").is_none());
+        assert!(
+            c.get(&hw("id1", 5), MacAddr([2, 0, 0, 0, 0, 2]), "h:1")
+                .is_none()
+        );
         c.insert(&hw("id1", 6), mac, "h:1", "installer", vec!["new".into()]);
         assert_eq!(c.len(), 1, "the new revision replaces the old entry");
     }
@@ -155,7 +206,13 @@ mod tests {
         let c = ScriptCache::new(3);
         let mac = MacAddr([2, 0, 0, 0, 0, 1]);
         for i in 0..10 {
-            c.insert(&hw(&format!("id{i}"), 1), mac, "h", "installer", vec!["s".into()]);
+            c.insert(
+                &hw(&format!("id{i}"), 1),
+                mac,
+                "h",
+                "installer",
+                vec!["s".into()],
+            );
             assert!(c.len() <= 3);
         }
         let off = ScriptCache::new(0);

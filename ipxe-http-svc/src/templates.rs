@@ -34,7 +34,11 @@ pub enum TemplateError {
     #[error("--templates-dir {0}: {1}")]
     Dir(PathBuf, std::io::Error),
     #[error("template {name} ({origin}): {message}")]
-    Invalid { name: String, origin: String, message: String },
+    Invalid {
+        name: String,
+        origin: String,
+        message: String,
+    },
     #[error("rendering {name}: {message}")]
     Render { name: &'static str, message: String },
 }
@@ -85,7 +89,11 @@ impl Templates {
             .trim_blocks(true)
             .lstrip_blocks(true)
             .build()
-            .map_err(|e| TemplateError::Invalid { name: "*".into(), origin: "syntax".into(), message: error_text(&e) })?;
+            .map_err(|e| TemplateError::Invalid {
+                name: "*".into(),
+                origin: "syntax".into(),
+                message: error_text(&e),
+            })?;
         env.set_syntax(syntax);
         let mut origins = Vec::new();
         let mut ignored = Vec::new();
@@ -102,19 +110,25 @@ impl Templates {
         for (name, builtin) in BUILTIN {
             let (source, origin) = match dir.map(|d| d.join(name)) {
                 Some(p) if p.exists() => {
-                    let s = std::fs::read_to_string(&p).map_err(|e| TemplateError::Dir(p.clone(), e))?;
+                    let s = std::fs::read_to_string(&p)
+                        .map_err(|e| TemplateError::Dir(p.clone(), e))?;
                     (s, Origin::File(p))
                 }
                 _ => (builtin.to_string(), Origin::Builtin),
             };
-            env.add_template_owned(name, source).map_err(|e| TemplateError::Invalid {
-                name: name.into(),
-                origin: origin.to_string(),
-                message: error_text(&e),
-            })?;
+            env.add_template_owned(name, source)
+                .map_err(|e| TemplateError::Invalid {
+                    name: name.into(),
+                    origin: origin.to_string(),
+                    message: error_text(&e),
+                })?;
             origins.push((name, origin));
         }
-        let t = Templates { env, origins, ignored };
+        let t = Templates {
+            env,
+            origins,
+            ignored,
+        };
         t.check()?;
         Ok(t)
     }
@@ -125,7 +139,11 @@ impl Templates {
     }
 
     fn origin(&self, name: &str) -> String {
-        self.origins.iter().find(|(n, _)| *n == name).map(|(_, o)| o.to_string()).unwrap_or_default()
+        self.origins
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, o)| o.to_string())
+            .unwrap_or_default()
     }
 
     /// Renders every template with sample values; each must produce an iPXE script.
@@ -136,18 +154,33 @@ impl Templates {
             (REFUSED, self.render_refused(404, "sample")),
         ];
         for (name, out) in samples {
-            let invalid = |message: String| TemplateError::Invalid { name: name.into(), origin: self.origin(name), message };
+            let invalid = |message: String| TemplateError::Invalid {
+                name: name.into(),
+                origin: self.origin(name),
+                message,
+            };
             let text = out.map_err(|e| invalid(e.to_string()))?;
             if !text.starts_with("#!ipxe") {
-                return Err(invalid("the output must start with #!ipxe (iPXE ignores anything else)".into()));
+                return Err(invalid(
+                    "the output must start with #!ipxe (iPXE ignores anything else)".into(),
+                ));
             }
         }
         Ok(())
     }
 
     fn render(&self, name: &'static str, ctx: minijinja::Value) -> Result<String, TemplateError> {
-        let t = self.env.get_template(name).map_err(|e| TemplateError::Render { name, message: error_text(&e) })?;
-        t.render(ctx).map_err(|e| TemplateError::Render { name, message: error_text(&e) })
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| TemplateError::Render {
+                name,
+                message: error_text(&e),
+            })?;
+        t.render(ctx).map_err(|e| TemplateError::Render {
+            name,
+            message: error_text(&e),
+        })
     }
 
     pub fn installer(&self, v: &InstallerVars) -> Result<String, TemplateError> {
@@ -269,7 +302,10 @@ mod tests {
         std::fs::write(dir.path().join(CHAIN), "#!ipxe\nchain {{ url }}\n").unwrap();
         std::fs::write(dir.path().join("chain.ipxe.j2"), "typo").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
-        assert_eq!(t.chain(&sample_chain()).unwrap(), "#!ipxe\nchain http://192.0.2.1/custom.ipxe\n");
+        assert_eq!(
+            t.chain(&sample_chain()).unwrap(),
+            "#!ipxe\nchain http://192.0.2.1/custom.ipxe\n"
+        );
         assert_eq!(t.ignored, vec![dir.path().join("chain.ipxe.j2")]);
         assert!(matches!(t.origins()[1], (CHAIN, Origin::File(_))));
 
@@ -287,7 +323,10 @@ mod tests {
 
     #[test]
     fn missing_directory_is_an_error() {
-        assert!(matches!(Templates::load(Some(Path::new("/nonexistent/ironboot"))), Err(TemplateError::Dir(..))));
+        assert!(matches!(
+            Templates::load(Some(Path::new("/nonexistent/ironboot"))),
+            Err(TemplateError::Dir(..))
+        ));
     }
 
     #[test]

@@ -26,7 +26,10 @@ pub fn incoming(req: &Request) -> Option<TraceParent> {
 /// `traceparent=<value>` among `&`-separated query parameters (no percent-decoding is
 /// needed: a well-formed value is hex and dashes only).
 pub fn from_query(query: &str) -> Option<TraceParent> {
-    query.split('&').find_map(|kv| kv.strip_prefix("traceparent=")).and_then(TraceParent::parse)
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("traceparent="))
+        .and_then(TraceParent::parse)
 }
 
 /// Opens the span of `req`, continuing the parent it names, and records the span's own
@@ -50,7 +53,10 @@ pub fn start(req: &mut Request) -> tracing::Span {
 
 /// The trace context of this request's span (a fresh trace if the middleware did not run).
 pub fn of(req: &Request) -> TraceParent {
-    req.extensions().get::<RequestTrace>().map(|t| t.0).unwrap_or_else(TraceParent::new_root)
+    req.extensions()
+        .get::<RequestTrace>()
+        .map(|t| t.0)
+        .unwrap_or_else(TraceParent::new_root)
 }
 
 #[cfg(test)]
@@ -71,10 +77,22 @@ mod tests {
     fn parent_from_header_query_or_suffix() {
         let want = TraceParent::parse(TP);
         assert_eq!(incoming(&req("/auto.ipxe", Some(TP))), want);
-        assert_eq!(incoming(&req(&format!("/52:54:00:00:00:01/auto.ipxe?x=1&traceparent={TP}"), None)), want);
+        assert_eq!(
+            incoming(&req(
+                &format!("/52:54:00:00:00:01/auto.ipxe?x=1&traceparent={TP}"),
+                None
+            )),
+            want
+        );
         assert_eq!(incoming(&req(&format!("/ipxe/ipxe.efi-{TP}"), None)), want);
         assert_eq!(incoming(&req("/auto.ipxe?traceparent=garbage", None)), None);
-        assert_eq!(incoming(&req("/auto.ipxe", Some("00-00000000000000000000000000000000-b7ad6b7169203331-01"))), None);
+        assert_eq!(
+            incoming(&req(
+                "/auto.ipxe",
+                Some("00-00000000000000000000000000000000-b7ad6b7169203331-01")
+            )),
+            None
+        );
     }
 
     #[test]

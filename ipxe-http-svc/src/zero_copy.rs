@@ -44,7 +44,8 @@ impl Backing {
 
     /// Offset of `ptr..ptr+len` in the memfd, if the slice lies inside this buffer.
     pub fn offset_of(&self, ptr: usize, len: usize) -> Option<u64> {
-        (ptr >= self.start && ptr.checked_add(len)? <= self.start + self.len).then(|| (ptr - self.start) as u64)
+        (ptr >= self.start && ptr.checked_add(len)? <= self.start + self.len)
+            .then(|| (ptr - self.start) as u64)
     }
 }
 
@@ -87,7 +88,12 @@ fn tmpfile_with(dir: &std::path::Path, data: &[u8]) -> std::io::Result<OwnedFd> 
 
 impl ZeroCopy {
     pub fn new(max_bytes: u64, dir: Option<std::path::PathBuf>) -> ZeroCopy {
-        ZeroCopy { inner: RwLock::new(Inner::default()), max_bytes, dir, active: AtomicBool::new(false) }
+        ZeroCopy {
+            inner: RwLock::new(Inner::default()),
+            max_bytes,
+            dir,
+            active: AtomicBool::new(false),
+        }
     }
 
     /// Makes sure `file` (from `catalogue`) has a memfd, dropping entries of files that
@@ -100,18 +106,31 @@ impl ZeroCopy {
         let snap = catalogue.snapshot();
         {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            if inner.generation == snap.generation && inner.by_start.get(&start).is_some_and(|b| b.len == file.data.len()) {
+            if inner.generation == snap.generation
+                && inner
+                    .by_start
+                    .get(&start)
+                    .is_some_and(|b| b.len == file.data.len())
+            {
                 return;
             }
         }
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if inner.generation != snap.generation {
-            let live: std::collections::HashSet<usize> = snap.files.values().map(|f| f.data.as_ptr() as usize).collect();
+            let live: std::collections::HashSet<usize> = snap
+                .files
+                .values()
+                .map(|f| f.data.as_ptr() as usize)
+                .collect();
             inner.by_start.retain(|s, _| live.contains(s));
             inner.total = inner.by_start.values().map(|b| b.len as u64).sum();
             inner.generation = snap.generation;
         }
-        if inner.by_start.get(&start).is_some_and(|b| b.len == file.data.len()) {
+        if inner
+            .by_start
+            .get(&start)
+            .is_some_and(|b| b.len == file.data.len())
+        {
             return;
         }
         if inner.total + file.size() > self.max_bytes {
@@ -127,13 +146,23 @@ impl ZeroCopy {
         match made {
             Ok(fd) => {
                 let len = file.data.len();
-                inner.by_start.insert(start, Arc::new(Backing { start, len, fd, _data: file.data.clone() }));
+                inner.by_start.insert(
+                    start,
+                    Arc::new(Backing {
+                        start,
+                        len,
+                        fd,
+                        _data: file.data.clone(),
+                    }),
+                );
                 inner.total += len as u64;
                 self.active.store(true, Ordering::Release);
                 metrics::gauge!("ipxe_zero_copy_bytes").set(inner.total as f64);
                 tracing::debug!(file = %file.name, bytes = len, "binary registered for sendfile");
             }
-            Err(e) => tracing::warn!(file = %file.name, error = %e, "no memfd for sendfile; writing this binary instead"),
+            Err(e) => {
+                tracing::warn!(file = %file.name, error = %e, "no memfd for sendfile; writing this binary instead")
+            }
         }
     }
 
@@ -150,18 +179,31 @@ impl ZeroCopy {
     }
 
     pub fn registered(&self) -> usize {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).by_start.len()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_start
+            .len()
     }
 }
 
 /// One `sendfile` of up to `len` bytes from `backing` at `offset` to `socket`.
-pub fn sendfile(socket: RawFd, backing: &Backing, offset: u64, len: usize) -> std::io::Result<usize> {
+pub fn sendfile(
+    socket: RawFd,
+    backing: &Backing,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<usize> {
     use nix::libc;
     let mut off = offset as libc::off_t;
     // SAFETY: both descriptors are open for the duration of the call (the backing is
     // borrowed, the socket belongs to the caller); `off` is a valid pointer.
     let n = unsafe { libc::sendfile(socket, backing.fd(), &mut off, len) };
-    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// `sendmsg(MSG_MORE)`: the response head, held back by the kernel until the body
@@ -177,7 +219,11 @@ pub fn send_more(socket: RawFd, bufs: &[std::io::IoSlice<'_>]) -> std::io::Resul
         msg.msg_iovlen = bufs.len() as _;
         libc::sendmsg(socket, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
     };
-    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 #[cfg(test)]
@@ -191,20 +237,29 @@ mod tests {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("ipxe.efi"), &data).unwrap();
         let cat = Catalogue::load(bootfiles::CatalogueConfig {
-            dirs: vec![bootfiles::SourceDir { path: dir.path().to_path_buf(), max_depth: 1 }],
+            dirs: vec![bootfiles::SourceDir {
+                path: dir.path().to_path_buf(),
+                max_depth: 1,
+            }],
             link_roots: vec![],
             ..Default::default()
         });
         let file = cat.get("ipxe.efi").unwrap();
         let zc = ZeroCopy::new(1 << 20, None);
-        assert!(zc.find(file.data.as_ptr(), 10).is_none(), "nothing registered yet");
+        assert!(
+            zc.find(file.data.as_ptr(), 10).is_none(),
+            "nothing registered yet"
+        );
         zc.prepare(&cat, &file);
         zc.prepare(&cat, &file);
         assert_eq!(zc.registered(), 1);
         let tail = file.data.slice(1000..);
         let (b, off) = zc.find(tail.as_ptr(), tail.len()).unwrap();
         assert_eq!(off, 1000);
-        assert!(zc.find(tail.as_ptr(), tail.len() + 1).is_none(), "past the end");
+        assert!(
+            zc.find(tail.as_ptr(), tail.len() + 1).is_none(),
+            "past the end"
+        );
         let other = Bytes::from(vec![1u8; 10]);
         assert!(zc.find(other.as_ptr(), 10).is_none());
         // The memfd holds the same bytes and refuses writes.
@@ -225,7 +280,11 @@ mod tests {
         let mut back = Vec::new();
         f.read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "unnamed: no new directory entry");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "unnamed: no new directory entry"
+        );
     }
 
     #[test]
@@ -234,7 +293,10 @@ mod tests {
         std::fs::write(dir.path().join("a"), vec![1u8; 600]).unwrap();
         std::fs::write(dir.path().join("b"), vec![2u8; 600]).unwrap();
         let cat = Catalogue::load(bootfiles::CatalogueConfig {
-            dirs: vec![bootfiles::SourceDir { path: dir.path().to_path_buf(), max_depth: 1 }],
+            dirs: vec![bootfiles::SourceDir {
+                path: dir.path().to_path_buf(),
+                max_depth: 1,
+            }],
             link_roots: vec![],
             ..Default::default()
         });
@@ -242,6 +304,10 @@ mod tests {
         zc.prepare(&cat, &cat.get("a").unwrap());
         zc.prepare(&cat, &cat.get("b").unwrap());
         assert_eq!(zc.registered(), 1);
-        assert!(ZeroCopy::new(0, None).find(cat.get("a").unwrap().data.as_ptr(), 1).is_none());
+        assert!(
+            ZeroCopy::new(0, None)
+                .find(cat.get("a").unwrap().data.as_ptr(), 1)
+                .is_none()
+        );
     }
 }

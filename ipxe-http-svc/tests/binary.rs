@@ -10,7 +10,11 @@ use common::*;
 use ironboot_testkit::Proc;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -19,7 +23,13 @@ fn check_config_accepts_good_and_names_bad_settings() {
     std::fs::write(ipxe.path().join("ipxe.efi"), b"x").unwrap();
     let run = |extra: &[&str]| {
         Command::new(service_binary())
-            .args(["--check-config", "--ipxe-dir", ipxe.path().to_str().unwrap(), "--link-roots", ""])
+            .args([
+                "--check-config",
+                "--ipxe-dir",
+                ipxe.path().to_str().unwrap(),
+                "--link-roots",
+                "",
+            ])
             .args(extra)
             .env_remove("RUST_LOG")
             .output()
@@ -27,9 +37,19 @@ fn check_config_accepts_good_and_names_bad_settings() {
     };
     let ok = run(&[]);
     let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(stdout.contains("configuration OK") && stdout.contains("binaries (1, 1 bytes): ipxe.efi"), "{stdout}");
-    assert!(stdout.contains("template installer.ipxe: built in"), "{stdout}");
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        stdout.contains("configuration OK") && stdout.contains("binaries (1, 1 bytes): ipxe.efi"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("template installer.ipxe: built in"),
+        "{stdout}"
+    );
 
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
     let ok = run(&["--templates-dir", shipped]);
@@ -37,12 +57,25 @@ fn check_config_accepts_good_and_names_bad_settings() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("/templates/installer.ipxe"));
 
     let broken = tempfile::tempdir().unwrap();
-    std::fs::write(broken.path().join("installer.ipxe"), "#!ipxe\nkernel {{ kernel_ur }}\n").unwrap();
+    std::fs::write(
+        broken.path().join("installer.ipxe"),
+        "#!ipxe\nkernel {{ kernel_ur }}\n",
+    )
+    .unwrap();
     for (args, needle) in [
-        (vec!["--templates-dir", broken.path().to_str().unwrap()], "installer.ipxe"),
+        (
+            vec!["--templates-dir", broken.path().to_str().unwrap()],
+            "installer.ipxe",
+        ),
         (vec!["--osie-url", "ftp://x/"], "--osie-url"),
-        (vec!["--assets-dir", "/nonexistent/ironboot"], "--assets-dir"),
-        (vec!["--script-retry-delay", "500ms"], "--script-retry-delay"),
+        (
+            vec!["--assets-dir", "/nonexistent/ironboot"],
+            "--assets-dir",
+        ),
+        (
+            vec!["--script-retry-delay", "500ms"],
+            "--script-retry-delay",
+        ),
         (vec!["--registry", "grpc://x"], "registry"),
     ] {
         let out = run(&args);
@@ -76,7 +109,8 @@ async fn serves_from_environment_and_stops_on_sigterm() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let up = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await;
+        let up = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+            .await;
         if matches!(up, Ok(Ok(_))) && get(addr, "/healthz").await.status == 200 {
             break;
         }
@@ -85,11 +119,20 @@ async fn serves_from_environment_and_stops_on_sigterm() {
     }
     let r = get(addr, &format!("/{MAC}/auto.ipxe")).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains("kernel http://osie.example/hook/vmlinuz-x86_64 "), "{}", r.text());
+    assert!(
+        r.text()
+            .contains("kernel http://osie.example/hook/vmlinuz-x86_64 "),
+        "{}",
+        r.text()
+    );
     assert_eq!(get(addr, "/ipxe/ipxe.efi").await.body, binary_bytes());
 
     // SAFETY: a signal to the child this test started, by its PID.
-    assert_eq!(unsafe { nix::libc::kill(pid as i32, nix::libc::SIGTERM) }, 0, "SIGTERM");
+    assert_eq!(
+        unsafe { nix::libc::kill(pid as i32, nix::libc::SIGTERM) },
+        0,
+        "SIGTERM"
+    );
     let child = &mut guard.child;
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
@@ -105,7 +148,12 @@ async fn serves_from_environment_and_stops_on_sigterm() {
     assert!(status.success(), "exit status {status}");
     let mut log = String::new();
     use std::io::Read;
-    child.stderr.take().expect("stderr").read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .unwrap();
     // One JSON line per request, with the machine's identity.
     let line = log
         .lines()
@@ -116,5 +164,8 @@ async fn serves_from_environment_and_stops_on_sigterm() {
     assert_eq!(v["machine"], "machine1");
     assert_eq!(v["kind"], "installer");
     assert_eq!(v["status"], 200);
-    assert!(log.contains("\"stopped\"") || log.contains("stopped"), "{log}");
+    assert!(
+        log.contains("\"stopped\"") || log.contains("stopped"),
+        "{log}"
+    );
 }

@@ -14,7 +14,8 @@ use ironboot_proto::pb::{Dhcp, Hardware, Interface, Ipxe, Netboot, Osie};
 const MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0xee, 0x0d, 0x0b]);
 
 fn traceparent() -> TraceParent {
-    TraceParent::from_header("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").expect("traceparent")
+    TraceParent::from_header("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .expect("traceparent")
 }
 
 fn defaults() -> InstallerDefaults {
@@ -36,18 +37,35 @@ fn machine(dhcp: Dhcp, netboot: Option<Netboot>) -> Hardware {
         id: "5b0c2d4e-0000-4000-8000-000000000001".into(),
         name: "machine1".into(),
         facility: "lab1".into(),
-        interfaces: vec![Interface { mac: MAC.to_string(), dhcp: Some(dhcp), netboot }],
+        interfaces: vec![Interface {
+            mac: MAC.to_string(),
+            dhcp: Some(dhcp),
+            netboot,
+        }],
         ..Default::default()
     }
 }
 
 fn x86() -> Dhcp {
-    Dhcp { ip: "10.42.0.10".into(), netmask: "255.255.255.0".into(), arch: "x86_64".into(), ..Default::default() }
+    Dhcp {
+        ip: "10.42.0.10".into(),
+        netmask: "255.255.255.0".into(),
+        arch: "x86_64".into(),
+        ..Default::default()
+    }
 }
 
 fn render(hw: &Hardware, d: &InstallerDefaults) -> (String, &'static str) {
     let t = Templates::load(None).expect("built-in templates");
-    let s = choose(hw, MAC, d, &RequestFacts { authority: "10.42.0.1:8080", traceparent: traceparent() });
+    let s = choose(
+        hw,
+        MAC,
+        d,
+        &RequestFacts {
+            authority: "10.42.0.1:8080",
+            traceparent: traceparent(),
+        },
+    );
     let kind = s.kind();
     let out = match s {
         Script::Contents(c) => c,
@@ -64,7 +82,9 @@ fn check(name: &str, hw: Hardware, d: InstallerDefaults, kind: &str) {
     for marker in ["{{", "}}", "{%", "%}", "{#", "#}"] {
         assert!(!got.contains(marker), "{name}: unresolved {marker:?}");
     }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.ipxe"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.ipxe"));
     if std::env::var_os("IHS_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &got).expect("write golden file");
         return;
@@ -72,7 +92,10 @@ fn check(name: &str, hw: Hardware, d: InstallerDefaults, kind: &str) {
     let want = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (IHS_UPDATE_GOLDEN=1 creates it)", path.display()));
     if got != want {
-        panic!("{name}: rendered script differs from {}\n--- want\n{want}\n--- got\n{got}", path.display());
+        panic!(
+            "{name}: rendered script differs from {}\n--- want\n{want}\n--- got\n{got}",
+            path.display()
+        );
     }
 }
 
@@ -83,14 +106,31 @@ fn default_installer() {
 
 #[test]
 fn custom_url() {
-    let nb = Netboot { ipxe: Some(Ipxe { url: "http://scripts.example/custom.ipxe".into(), contents: String::new() }), ..Default::default() };
-    check("custom-url", machine(x86(), Some(nb)), defaults(), "custom_url");
+    let nb = Netboot {
+        ipxe: Some(Ipxe {
+            url: "http://scripts.example/custom.ipxe".into(),
+            contents: String::new(),
+        }),
+        ..Default::default()
+    };
+    check(
+        "custom-url",
+        machine(x86(), Some(nb)),
+        defaults(),
+        "custom_url",
+    );
 }
 
 #[test]
 fn custom_contents() {
     let contents = "#!ipxe\n# operator's own script, served byte for byte\necho hello {{ not a template }}\nshell\n";
-    let nb = Netboot { ipxe: Some(Ipxe { url: String::new(), contents: contents.into() }), ..Default::default() };
+    let nb = Netboot {
+        ipxe: Some(Ipxe {
+            url: String::new(),
+            contents: contents.into(),
+        }),
+        ..Default::default()
+    };
     let (got, kind) = render(&machine(x86(), Some(nb)), &defaults());
     assert_eq!(kind, "custom_contents");
     assert_eq!(got, contents, "contents are served as is, never templated");
@@ -98,13 +138,19 @@ fn custom_contents() {
 
 #[test]
 fn aarch64() {
-    let dhcp = Dhcp { arch: "aarch64".into(), ..x86() };
+    let dhcp = Dhcp {
+        arch: "aarch64".into(),
+        ..x86()
+    };
     check("aarch64", machine(dhcp, None), defaults(), "installer");
 }
 
 #[test]
 fn vlan() {
-    let dhcp = Dhcp { vlan_id: 42, ..x86() };
+    let dhcp = Dhcp {
+        vlan_id: 42,
+        ..x86()
+    };
     check("vlan", machine(dhcp, None), defaults(), "installer");
 }
 
@@ -117,7 +163,10 @@ fn extra_args_and_service_settings() {
         tinkerbell_tls: true,
         tinkerbell_insecure_tls: true,
         consoles: vec!["ttyS1,115200".into()],
-        extra_args: vec!["tink_worker_image=quay.io/tinkerbell/tink-worker:v0.10".into(), "quiet".into()],
+        extra_args: vec![
+            "tink_worker_image=quay.io/tinkerbell/tink-worker:v0.10".into(),
+            "quiet".into(),
+        ],
         retries: 3,
         retry_delay_secs: 5,
     };
@@ -135,14 +184,20 @@ fn per_hardware_kernel_params() {
         }),
         ..Default::default()
     };
-    let d = InstallerDefaults { extra_args: vec!["quiet".into()], ..defaults() };
+    let d = InstallerDefaults {
+        extra_args: vec!["quiet".into()],
+        ..defaults()
+    };
     check("kernel-params", machine(x86(), Some(nb)), d, "installer");
 }
 
 #[test]
 fn refusal_body() {
     let t = Templates::load(None).expect("templates");
-    assert_eq!(t.refused(404, "no machine with MAC 52:54:00:ee:0d:0b is registered"), "#!ipxe\necho ironboot: no machine with MAC 52:54:00:ee:0d:0b is registered\nexit 1\n");
+    assert_eq!(
+        t.refused(404, "no machine with MAC 52:54:00:ee:0d:0b is registered"),
+        "#!ipxe\necho ironboot: no machine with MAC 52:54:00:ee:0d:0b is registered\nexit 1\n"
+    );
 }
 
 /// The template files shipped for operators are the ones compiled in.

@@ -12,14 +12,25 @@ use common::*;
 fn assert_refusal(r: &Resp, status: u16, needle: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     assert_script(&r.text());
-    assert!(r.text().contains(needle), "expected {needle:?} in:\n{}", r.text());
+    assert!(
+        r.text().contains(needle),
+        "expected {needle:?} in:\n{}",
+        r.text()
+    );
     assert!(r.text().contains("exit 1"), "{}", r.text());
 }
 
 #[tokio::test]
 async fn script_for_every_mac_spelling() {
     let svc = start(&[]).await;
-    for spelling in ["52:54:00:ee:0d:0b", "52-54-00-ee-0d-0b", "525400ee0d0b", "52:54:00:EE:0D:0B", "5254.00ee.0d0b", "52%3A54%3A00%3Aee%3A0d%3A0b"] {
+    for spelling in [
+        "52:54:00:ee:0d:0b",
+        "52-54-00-ee-0d-0b",
+        "525400ee0d0b",
+        "52:54:00:EE:0D:0B",
+        "5254.00ee.0d0b",
+        "52%3A54%3A00%3Aee%3A0d%3A0b",
+    ] {
         let r = get(svc.addr, &format!("/{spelling}/auto.ipxe")).await;
         assert_eq!(r.status, 200, "{spelling}: {}", r.text());
         let s = r.text();
@@ -39,9 +50,25 @@ async fn script_for_every_mac_spelling() {
         }
         // Defaults follow the address the client used.
         let host = svc.addr.ip().to_string();
-        assert!(s.contains(&format!("kernel http://{}/assets/vmlinuz-x86_64 ", svc.addr)), "{s}");
-        assert!(s.contains(&format!("initrd --name initrd http://{}/assets/initramfs-x86_64 ", svc.addr)), "{s}");
-        assert!(s.contains(&format!("syslog_host={host} ")) && s.contains(&format!("grpc_authority={host}:42113 ")), "{s}");
+        assert!(
+            s.contains(&format!(
+                "kernel http://{}/assets/vmlinuz-x86_64 ",
+                svc.addr
+            )),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!(
+                "initrd --name initrd http://{}/assets/initramfs-x86_64 ",
+                svc.addr
+            )),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!("syslog_host={host} "))
+                && s.contains(&format!("grpc_authority={host}:42113 ")),
+            "{s}"
+        );
         assert!(s.trim_end().ends_with("exit 1"));
     }
 }
@@ -53,23 +80,45 @@ async fn head_on_a_script_has_its_length_and_no_body() {
     let h = request(svc.addr, "HEAD", &format!("/{MAC}/auto.ipxe"), &[]).await;
     assert_eq!(h.status, 200);
     // The traceparent differs per request but has a fixed length.
-    assert_eq!(h.header("content-length").map(|v| v.parse::<usize>().unwrap()), Some(g.body.len()));
+    assert_eq!(
+        h.header("content-length")
+            .map(|v| v.parse::<usize>().unwrap()),
+        Some(g.body.len())
+    );
 }
 
 #[tokio::test]
 async fn traceparent_continues_the_callers_trace() {
     let svc = start(&[]).await;
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let r = request(svc.addr, "GET", &format!("/{MAC}/auto.ipxe"), &[("traceparent", parent)]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        &format!("/{MAC}/auto.ipxe"),
+        &[("traceparent", parent)],
+    )
+    .await;
     let s = r.text();
-    let tp = s.split("traceparent=").nth(1).and_then(|t| t.split_whitespace().next()).expect("traceparent= in script");
-    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
+    let tp = s
+        .split("traceparent=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("traceparent= in script");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
     assert_ne!(tp, parent, "a new span, not the caller's");
     assert!(tp.ends_with("-01"));
     // Without a header: a fresh valid trace per request.
     let a = get(svc.addr, &format!("/{MAC}/auto.ipxe")).await.text();
     let b = get(svc.addr, &format!("/{MAC}/auto.ipxe")).await.text();
-    let pick = |s: &str| s.split("traceparent=").nth(1).and_then(|t| t.split_whitespace().next()).map(str::to_string);
+    let pick = |s: &str| {
+        s.split("traceparent=")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .map(str::to_string)
+    };
     assert_ne!(pick(&a), pick(&b));
     assert!(bootfiles::TraceParent::from_header(&pick(&a).unwrap()).is_some_and(|t| t.is_valid()));
 }
@@ -80,18 +129,36 @@ async fn custom_scripts_and_architectures() {
     let r = get(svc.addr, "/52:54:00:ee:0d:0e/auto.ipxe").await;
     assert_eq!(r.status, 200);
     assert_script(&r.text());
-    assert!(r.text().contains("chain --autofree http://scripts.example/custom.ipxe"), "{}", r.text());
+    assert!(
+        r.text()
+            .contains("chain --autofree http://scripts.example/custom.ipxe"),
+        "{}",
+        r.text()
+    );
 
     let r = get(svc.addr, "/52:54:00:ee:0d:0f/auto.ipxe").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.text(), "#!ipxe\necho custom contents\nshell\n", "served as is");
+    assert_eq!(
+        r.text(),
+        "#!ipxe\necho custom contents\nshell\n",
+        "served as is"
+    );
 
     let r = get(svc.addr, "/52:54:00:ee:0e:01/auto.ipxe").await;
     let s = r.text();
     assert_script(&s);
-    assert!(s.contains("kernel http://osie.example/hook/vmlinuz-aarch64 "), "{s}");
-    assert!(s.contains("initrd --name initrd http://osie.example/hook/initramfs-aarch64"), "{s}");
-    assert!(s.contains(" tink_worker_image=quay.io/tinkerbell/tink-worker:v0.10 &&"), "per-hardware params come last:\n{s}");
+    assert!(
+        s.contains("kernel http://osie.example/hook/vmlinuz-aarch64 "),
+        "{s}"
+    );
+    assert!(
+        s.contains("initrd --name initrd http://osie.example/hook/initramfs-aarch64"),
+        "{s}"
+    );
+    assert!(
+        s.contains(" tink_worker_image=quay.io/tinkerbell/tink-worker:v0.10 &&"),
+        "per-hardware params come last:\n{s}"
+    );
     assert!(!s.contains("vlan_id="));
 }
 
@@ -134,17 +201,46 @@ async fn service_flags_reach_the_script() {
 #[tokio::test]
 async fn bad_unknown_and_refused_machines() {
     let svc = start(&[]).await;
-    for bad in ["zz:54:00:ee:0d:0b", "52:54:00:ee:0d", "1234", "52:54:00:ee:0d:0b:00", "52:54-00:ee:0d:0b", "..", "%2e%2e", "%0aecho"] {
+    for bad in [
+        "zz:54:00:ee:0d:0b",
+        "52:54:00:ee:0d",
+        "1234",
+        "52:54:00:ee:0d:0b:00",
+        "52:54-00:ee:0d:0b",
+        "..",
+        "%2e%2e",
+        "%0aecho",
+    ] {
         let r = get(svc.addr, &format!("/{bad}/auto.ipxe")).await;
         assert_refusal(&r, 400, "is not a MAC address");
         assert!(!r.text().contains('\u{0}'));
-        assert_eq!(r.text().lines().count(), 3, "no injected lines: {}", r.text());
+        assert_eq!(
+            r.text().lines().count(),
+            3,
+            "no injected lines: {}",
+            r.text()
+        );
     }
-    assert_refusal(&get(svc.addr, "/52:54:00:00:00:99/auto.ipxe").await, 404, "no machine with MAC 52:54:00:00:00:99 is registered");
-    assert_refusal(&get(svc.addr, "/52:54:00:ee:0d:0c/auto.ipxe").await, 404, "not allowed for refused");
-    assert_refusal(&get(svc.addr, "/52:54:00:ee:0d:0d/auto.ipxe").await, 404, "switched-off is disabled");
+    assert_refusal(
+        &get(svc.addr, "/52:54:00:00:00:99/auto.ipxe").await,
+        404,
+        "no machine with MAC 52:54:00:00:00:99 is registered",
+    );
+    assert_refusal(
+        &get(svc.addr, "/52:54:00:ee:0d:0c/auto.ipxe").await,
+        404,
+        "not allowed for refused",
+    );
+    assert_refusal(
+        &get(svc.addr, "/52:54:00:ee:0d:0d/auto.ipxe").await,
+        404,
+        "switched-off is disabled",
+    );
     // Wrong names under a MAC are not scripts.
-    assert_eq!(get(svc.addr, &format!("/{MAC}/other.ipxe")).await.status, 404);
+    assert_eq!(
+        get(svc.addr, &format!("/{MAC}/other.ipxe")).await.status,
+        404
+    );
     assert_eq!(get(svc.addr, "/a/b/auto.ipxe").await.status, 404);
 }
 
@@ -172,31 +268,83 @@ async fn machines_registered_after_start_are_found() {
 async fn source_address_identification_through_a_trusted_proxy() {
     // Not trusted: the header is ignored and 127.0.0.1 is nobody.
     let svc = start(&[]).await;
-    let r = request(svc.addr, "GET", "/auto.ipxe", &[("X-Forwarded-For", "10.42.0.10")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        "/auto.ipxe",
+        &[("X-Forwarded-For", "10.42.0.10")],
+    )
+    .await;
     assert_refusal(&r, 404, "no machine with address 127.0.0.1");
     drop(svc);
 
     let svc = start(&["--trusted-proxy", "127.0.0.0/8"]).await;
-    let r = request(svc.addr, "GET", "/auto.ipxe", &[("X-Forwarded-For", "10.42.0.10")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        "/auto.ipxe",
+        &[("X-Forwarded-For", "10.42.0.10")],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains("worker_id=52:54:00:ee:0d:0b"), "{}", r.text());
+    assert!(
+        r.text().contains("worker_id=52:54:00:ee:0d:0b"),
+        "{}",
+        r.text()
+    );
     // A client-supplied leftmost entry does not win over what the proxy appended.
-    let r = request(svc.addr, "GET", "/auto.ipxe", &[("X-Forwarded-For", "10.42.0.10, 10.42.0.11")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        "/auto.ipxe",
+        &[("X-Forwarded-For", "10.42.0.10, 10.42.0.11")],
+    )
+    .await;
     assert_refusal(&r, 404, "not allowed for refused");
-    let r = request(svc.addr, "GET", "/auto.ipxe", &[("X-Forwarded-For", "10.42.0.12")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        "/auto.ipxe",
+        &[("X-Forwarded-For", "10.42.0.12")],
+    )
+    .await;
     assert_refusal(&r, 404, "disabled");
-    let r = request(svc.addr, "GET", "/auto.ipxe", &[("X-Forwarded-For", "10.42.0.99")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        "/auto.ipxe",
+        &[("X-Forwarded-For", "10.42.0.99")],
+    )
+    .await;
     assert_refusal(&r, 404, "no machine with address 10.42.0.99");
     let r = request(svc.addr, "GET", "/auto.ipxe", &[]).await;
     assert_refusal(&r, 404, "no machine with address 127.0.0.1");
     // The source address gates the MAC route too: a refused machine cannot ask for
     // another machine's script by MAC.
-    let r = request(svc.addr, "GET", &format!("/{MAC}/auto.ipxe"), &[("X-Forwarded-For", "10.42.0.11")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        &format!("/{MAC}/auto.ipxe"),
+        &[("X-Forwarded-For", "10.42.0.11")],
+    )
+    .await;
     assert_refusal(&r, 404, "not allowed");
     // And binaries.
-    let r = request(svc.addr, "GET", "/ipxe/ipxe.efi", &[("X-Forwarded-For", "10.42.0.12")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        "/ipxe/ipxe.efi",
+        &[("X-Forwarded-For", "10.42.0.12")],
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = request(svc.addr, "GET", "/ipxe/ipxe.efi", &[("X-Forwarded-For", "10.42.0.10")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        "/ipxe/ipxe.efi",
+        &[("X-Forwarded-For", "10.42.0.10")],
+    )
+    .await;
     assert_eq!(r.status, 200);
 }
 
@@ -241,18 +389,39 @@ async fn binaries_by_name_and_by_mac() {
     }
     assert_eq!(get(svc.addr, "/ipxe/undionly.kpxe").await.body, b"UNDI");
     // Gated like TFTP.
-    assert_eq!(get(svc.addr, "/ipxe/52:54:00:ee:0d:0c/ipxe.efi").await.status, 403);
-    assert_eq!(get(svc.addr, "/ipxe/52:54:00:ee:0d:0d/undionly.kpxe").await.status, 403);
+    assert_eq!(
+        get(svc.addr, "/ipxe/52:54:00:ee:0d:0c/ipxe.efi")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get(svc.addr, "/ipxe/52:54:00:ee:0d:0d/undionly.kpxe")
+            .await
+            .status,
+        403
+    );
     // Missing.
     assert_eq!(get(svc.addr, "/ipxe/nope.efi").await.status, 404);
-    assert_eq!(get(svc.addr, &format!("/ipxe/{MAC}/nope.efi")).await.status, 404);
+    assert_eq!(
+        get(svc.addr, &format!("/ipxe/{MAC}/nope.efi")).await.status,
+        404
+    );
 }
 
 #[tokio::test]
 async fn unknown_clients_can_be_refused_binaries() {
     let svc = start(&["--unknown-clients", "refuse"]).await;
-    assert_eq!(get(svc.addr, "/ipxe/52:54:00:00:00:99/ipxe.efi").await.status, 403);
-    assert_eq!(get(svc.addr, &format!("/ipxe/{MAC}/ipxe.efi")).await.status, 200);
+    assert_eq!(
+        get(svc.addr, "/ipxe/52:54:00:00:00:99/ipxe.efi")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get(svc.addr, &format!("/ipxe/{MAC}/ipxe.efi")).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -267,7 +436,10 @@ async fn ranges_heads_and_revalidation_on_binaries() {
     let r = range("bytes=0-9").await;
     assert_eq!(r.status, 206);
     assert_eq!(r.body, data[..10]);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 0-9/{len}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-9/{len}").as_str())
+    );
     assert_eq!(r.header("content-length"), Some("10"));
     let r = range("bytes=99990-").await;
     assert_eq!((r.status, r.body.as_slice()), (206, &data[99990..]));
@@ -277,9 +449,16 @@ async fn ranges_heads_and_revalidation_on_binaries() {
     assert_eq!((r.status, r.body.len()), (206, len - 50000));
     let r = range("bytes=100000-").await;
     assert_eq!(r.status, 416);
-    assert_eq!(r.header("content-range"), Some(format!("bytes */{len}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
     let r = range("bytes=0-1,5-6").await;
-    assert_eq!((r.status, r.body.len()), (200, len), "multi-range gets the whole file");
+    assert_eq!(
+        (r.status, r.body.len()),
+        (200, len),
+        "multi-range gets the whole file"
+    );
 
     let h = request(svc.addr, "HEAD", p, &[]).await;
     assert_eq!(h.status, 200);
@@ -290,12 +469,39 @@ async fn ranges_heads_and_revalidation_on_binaries() {
     let full = get(svc.addr, p).await;
     let etag = full.header("etag").unwrap().to_string();
     let lm = full.header("last-modified").unwrap().to_string();
-    assert_eq!(request(svc.addr, "GET", p, &[("If-None-Match", &etag)]).await.status, 304);
-    assert_eq!(request(svc.addr, "GET", p, &[("If-Modified-Since", &lm)]).await.status, 304);
-    assert_eq!(request(svc.addr, "GET", p, &[("If-None-Match", "\"other\"")]).await.status, 200);
-    let r = request(svc.addr, "GET", p, &[("Range", "bytes=0-3"), ("If-Range", &etag)]).await;
+    assert_eq!(
+        request(svc.addr, "GET", p, &[("If-None-Match", &etag)])
+            .await
+            .status,
+        304
+    );
+    assert_eq!(
+        request(svc.addr, "GET", p, &[("If-Modified-Since", &lm)])
+            .await
+            .status,
+        304
+    );
+    assert_eq!(
+        request(svc.addr, "GET", p, &[("If-None-Match", "\"other\"")])
+            .await
+            .status,
+        200
+    );
+    let r = request(
+        svc.addr,
+        "GET",
+        p,
+        &[("Range", "bytes=0-3"), ("If-Range", &etag)],
+    )
+    .await;
     assert_eq!(r.status, 206);
-    let r = request(svc.addr, "GET", p, &[("Range", "bytes=0-3"), ("If-Range", "\"stale\"")]).await;
+    let r = request(
+        svc.addr,
+        "GET",
+        p,
+        &[("Range", "bytes=0-3"), ("If-Range", "\"stale\"")],
+    )
+    .await;
     assert_eq!((r.status, r.body.len()), (200, len));
 }
 
@@ -326,9 +532,17 @@ async fn traversal_is_refused_on_binaries_and_assets() {
     ];
     for path in bad {
         let r = get(svc.addr, path).await;
-        assert!(matches!(r.status, 400 | 404), "{path}: {} {}", r.status, r.text());
+        assert!(
+            matches!(r.status, 400 | 404),
+            "{path}: {} {}",
+            r.status,
+            r.text()
+        );
         assert!(!r.text().contains("root:"), "{path} leaked /etc/passwd");
-        assert!(!r.text().contains("SECRET"), "{path} followed a symlink out");
+        assert!(
+            !r.text().contains("SECRET"),
+            "{path} followed a symlink out"
+        );
     }
 }
 
@@ -348,7 +562,10 @@ async fn assets_with_ranges_and_heads() {
     let r = request(svc.addr, "GET", p, &[("Range", "bytes=100-199")]).await;
     assert_eq!(r.status, 206);
     assert_eq!(r.body, data[100..200]);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 100-199/{len}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 100-199/{len}").as_str())
+    );
     let r = request(svc.addr, "GET", p, &[("Range", "bytes=-10")]).await;
     assert_eq!((r.status, r.body.as_slice()), (206, &data[len - 10..]));
     let r = request(svc.addr, "GET", p, &[("Range", "bytes=99000-")]).await;
@@ -356,7 +573,10 @@ async fn assets_with_ranges_and_heads() {
     let r = request(svc.addr, "GET", p, &[("Range", "bytes=200000-")]).await;
     assert_eq!(r.status, 416);
     let h = request(svc.addr, "HEAD", p, &[]).await;
-    assert_eq!((h.status, h.header("content-length")), (200, Some(len.to_string().as_str())));
+    assert_eq!(
+        (h.status, h.header("content-length")),
+        (200, Some(len.to_string().as_str()))
+    );
     let h = request(svc.addr, "HEAD", p, &[("Range", "bytes=0-99")]).await;
     assert_eq!((h.status, h.header("content-length")), (206, Some("100")));
 }
@@ -402,7 +622,11 @@ async fn curl_as_a_client() {
             .args(args)
             .output()
             .expect("curl is needed for this test (Debian package curl)");
-        assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
     let url = format!("http://{}", svc.addr);
@@ -410,14 +634,23 @@ async fn curl_as_a_client() {
     assert_eq!(body, binary_bytes()[10..20]);
     let head = String::from_utf8(curl(&["-I", &format!("{url}/ipxe/{MAC}/ipxe.efi")])).unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-length: 100000"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 100000"),
+        "{head}"
+    );
     let script = String::from_utf8(curl(&[&format!("{url}/{MAC}/auto.ipxe")])).unwrap();
     assert_script(&script);
     // Resume a partial download the way firmware does.
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("part");
     std::fs::write(&f, &binary_bytes()[..1234]).unwrap();
-    curl(&["-C", "-", "-o", f.to_str().unwrap(), &format!("{url}/assets/vmlinuz-x86_64")]);
+    curl(&[
+        "-C",
+        "-",
+        "-o",
+        f.to_str().unwrap(),
+        &format!("{url}/assets/vmlinuz-x86_64"),
+    ]);
     assert_eq!(std::fs::read(&f).unwrap(), binary_bytes());
 }
 
@@ -428,7 +661,11 @@ async fn many_concurrent_clients() {
     for i in 0..64 {
         let addr = svc.addr;
         tasks.push(tokio::spawn(async move {
-            let path = if i % 2 == 0 { format!("/{MAC}/auto.ipxe") } else { "/ipxe/ipxe.efi".to_string() };
+            let path = if i % 2 == 0 {
+                format!("/{MAC}/auto.ipxe")
+            } else {
+                "/ipxe/ipxe.efi".to_string()
+            };
             get(addr, &path).await.status
         }));
     }
@@ -444,7 +681,10 @@ async fn idle_connections_are_closed() {
     let mut s = tokio::net::TcpStream::connect(svc.addr).await.unwrap();
     let started = std::time::Instant::now();
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed by the server").unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed by the server")
+        .unwrap_or(0);
     assert_eq!(n, 0, "closed without an answer");
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
@@ -454,7 +694,9 @@ async fn cached_scripts_follow_record_changes_and_traceparents() {
     let svc = start(&[]).await;
     let reg = svc.registry.as_ref().unwrap();
     let doc = |params: &str| {
-        format!("apiVersion: ironboot/v1\nkind: Hardware\nname: cached\ninterfaces:\n  - mac: 52:54:00:aa:00:02\n    netboot:\n      osie: {{kernel_params: \"{params}\"}}\n")
+        format!(
+            "apiVersion: ironboot/v1\nkind: Hardware\nname: cached\ninterfaces:\n  - mac: 52:54:00:aa:00:02\n    netboot:\n      osie: {{kernel_params: \"{params}\"}}\n"
+        )
     };
     reg.put_yaml(&doc("first=1")).await;
     let path = "/52:54:00:aa:00:02/auto.ipxe";
@@ -462,7 +704,12 @@ async fn cached_scripts_follow_record_changes_and_traceparents() {
     for n in 0..3 {
         let r = request(svc.addr, "GET", path, &[("traceparent", &parent(n))]).await;
         assert!(r.text().contains(" first=1 "), "{}", r.text());
-        assert!(r.text().contains(&format!("traceparent={}", &parent(n)[..36])), "request {n} got its own trace:\n{}", r.text());
+        assert!(
+            r.text()
+                .contains(&format!("traceparent={}", &parent(n)[..36])),
+            "request {n} got its own trace:\n{}",
+            r.text()
+        );
     }
     reg.put_yaml(&doc("second=2")).await;
     let mut seen = String::new();
@@ -473,17 +720,30 @@ async fn cached_scripts_follow_record_changes_and_traceparents() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(seen.contains(" second=2 ") && !seen.contains("first=1"), "{seen}");
+    assert!(
+        seen.contains(" second=2 ") && !seen.contains("first=1"),
+        "{seen}"
+    );
 }
 
 #[tokio::test]
 async fn templates_that_transform_the_traceparent_are_rendered_per_request() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("installer.ipxe"), "#!ipxe\necho trace {{ traceparent[3:35] }}\nexit 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("installer.ipxe"),
+        "#!ipxe\necho trace {{ traceparent[3:35] }}\nexit 1\n",
+    )
+    .unwrap();
     let svc = start(&["--templates-dir", dir.path().to_str().unwrap()]).await;
     for n in 1..4u128 {
         let trace = format!("{n:032x}");
-        let r = request(svc.addr, "GET", &format!("/{MAC}/auto.ipxe"), &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))]).await;
+        let r = request(
+            svc.addr,
+            "GET",
+            &format!("/{MAC}/auto.ipxe"),
+            &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))],
+        )
+        .await;
         assert_eq!(r.text(), format!("#!ipxe\necho trace {trace}\nexit 1\n"));
     }
 }
@@ -499,8 +759,26 @@ async fn binaries_go_out_with_sendfile_and_match_with_it_off() {
             tasks.push(tokio::spawn(async move {
                 match i % 3 {
                     0 => get(addr, "/ipxe/ipxe.efi").await.body,
-                    1 => request(addr, "GET", "/ipxe/ipxe.efi", &[("Range", "bytes=12345-67889")]).await.body,
-                    _ => request(addr, "GET", &format!("/ipxe/{MAC}/ipxe.efi"), &[("Range", "bytes=-777")]).await.body,
+                    1 => {
+                        request(
+                            addr,
+                            "GET",
+                            "/ipxe/ipxe.efi",
+                            &[("Range", "bytes=12345-67889")],
+                        )
+                        .await
+                        .body
+                    }
+                    _ => {
+                        request(
+                            addr,
+                            "GET",
+                            &format!("/ipxe/{MAC}/ipxe.efi"),
+                            &[("Range", "bytes=-777")],
+                        )
+                        .await
+                        .body
+                    }
                 }
             }));
         }

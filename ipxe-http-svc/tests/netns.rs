@@ -15,7 +15,12 @@ use ironboot_testkit::{Netns, require_root, unique_tag};
 fn lab_netns() -> Netns {
     require_root();
     let ns = Netns::new(format!("ihs{}", unique_tag()));
-    for a in ["10.77.0.1/32", "10.42.0.10/32", "10.42.0.11/32", "10.42.0.99/32"] {
+    for a in [
+        "10.77.0.1/32",
+        "10.42.0.10/32",
+        "10.42.0.11/32",
+        "10.42.0.99/32",
+    ] {
         ns.ip(&["addr", "add", a, "dev", "lo"]);
     }
     ns
@@ -39,7 +44,11 @@ fn curl(ns: &Netns, from: &str, url: &str, extra: &[&str]) -> (u16, String) {
         .args(["-w", "\n%{http_code}", url])
         .output()
         .expect("curl (Debian package curl) is needed for this test");
-    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').expect("status line");
     (code.trim().parse().expect("status"), body.to_string())
@@ -48,7 +57,8 @@ fn curl(ns: &Netns, from: &str, url: &str, extra: &[&str]) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_ipxe_by_source_address_without_a_proxy() {
     let ns = lab_netns();
-    let listener = tokio::net::TcpListener::from_std(listen(&ns, "10.77.0.1:0")).expect("tokio listener");
+    let listener =
+        tokio::net::TcpListener::from_std(listen(&ns, "10.77.0.1:0")).expect("tokio listener");
     let port = listener.local_addr().unwrap().port();
     let reg = registry_with_machines().await;
     let (e, t) = (reg.endpoint.clone(), reg.read_token.clone());
@@ -64,7 +74,12 @@ async fn auto_ipxe_by_source_address_without_a_proxy() {
     assert_eq!(code, 200, "{body}");
     assert_script(&body);
     assert!(body.contains("worker_id=52:54:00:ee:0d:0b"), "{body}");
-    assert!(body.contains(&format!("kernel http://10.77.0.1:{port}/assets/vmlinuz-x86_64 ")), "{body}");
+    assert!(
+        body.contains(&format!(
+            "kernel http://10.77.0.1:{port}/assets/vmlinuz-x86_64 "
+        )),
+        "{body}"
+    );
 
     let (code, body) = fetch("10.42.0.11").await;
     assert_eq!(code, 404);
@@ -72,11 +87,24 @@ async fn auto_ipxe_by_source_address_without_a_proxy() {
 
     let (code, body) = fetch("10.42.0.99").await;
     assert_eq!(code, 404);
-    assert!(body.contains("no machine with address 10.42.0.99"), "{body}");
+    assert!(
+        body.contains("no machine with address 10.42.0.99"),
+        "{body}"
+    );
 
     // A forged X-Forwarded-For from an untrusted client changes nothing.
-    let (_, body) = tokio::task::block_in_place(|| curl(&ns, "10.42.0.99", &url, &["-H", "X-Forwarded-For: 10.42.0.10"]));
-    assert!(body.contains("no machine with address 10.42.0.99"), "{body}");
+    let (_, body) = tokio::task::block_in_place(|| {
+        curl(
+            &ns,
+            "10.42.0.99",
+            &url,
+            &["-H", "X-Forwarded-For: 10.42.0.10"],
+        )
+    });
+    assert!(
+        body.contains("no machine with address 10.42.0.99"),
+        "{body}"
+    );
 
     // Binaries gate on the source address as well.
     let (code, _) = fetch_binary(&ns, "10.42.0.11", port);
@@ -86,5 +114,12 @@ async fn auto_ipxe_by_source_address_without_a_proxy() {
 }
 
 fn fetch_binary(ns: &Netns, from: &str, port: u16) -> (u16, String) {
-    tokio::task::block_in_place(|| curl(ns, from, &format!("http://10.77.0.1:{port}/ipxe/undionly.kpxe"), &[]))
+    tokio::task::block_in_place(|| {
+        curl(
+            ns,
+            from,
+            &format!("http://10.77.0.1:{port}/ipxe/undionly.kpxe"),
+            &[],
+        )
+    })
 }

@@ -27,7 +27,10 @@ use tonic::Code;
 
 use crate::MacAddr;
 use crate::client::HardwareClient;
-use crate::pb::{EventType, GetHardwareRequest, Hardware, ListHardwareRequest, WatchHardwareRequest, get_hardware_request};
+use crate::pb::{
+    EventType, GetHardwareRequest, Hardware, ListHardwareRequest, WatchHardwareRequest,
+    get_hardware_request,
+};
 
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
@@ -87,13 +90,35 @@ const M_FALLBACKS: &str = "hardware_cache_fallback_lookups_total";
 
 fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge};
-    describe_gauge!(M_RECORDS, "Hardware records held by this service's registry cache.");
-    describe_gauge!(M_SYNCED, "1 once the registry cache has completed a full list, else 0.");
-    describe_gauge!(M_CONNECTED, "1 while the cache's watch stream to the registry is up, else 0.");
-    describe_gauge!(M_REVISION, "Registry store revision the cache has caught up to.");
-    describe_gauge!(M_STALENESS, Unit::Seconds, "Seconds since the registry last said anything to the cache (event, bookmark or list); since start if never.");
-    describe_counter!(M_RELISTS, "Full lists of the registry (the first sync, then each time a watch could not resume).");
-    describe_counter!(M_FALLBACKS, "Cache misses by what the fallback GetHardware did: found, not_found, error, recent_miss (skipped), busy (skipped), paused (skipped: the previous lookup failed).");
+    describe_gauge!(
+        M_RECORDS,
+        "Hardware records held by this service's registry cache."
+    );
+    describe_gauge!(
+        M_SYNCED,
+        "1 once the registry cache has completed a full list, else 0."
+    );
+    describe_gauge!(
+        M_CONNECTED,
+        "1 while the cache's watch stream to the registry is up, else 0."
+    );
+    describe_gauge!(
+        M_REVISION,
+        "Registry store revision the cache has caught up to."
+    );
+    describe_gauge!(
+        M_STALENESS,
+        Unit::Seconds,
+        "Seconds since the registry last said anything to the cache (event, bookmark or list); since start if never."
+    );
+    describe_counter!(
+        M_RELISTS,
+        "Full lists of the registry (the first sync, then each time a watch could not resume)."
+    );
+    describe_counter!(
+        M_FALLBACKS,
+        "Cache misses by what the fallback GetHardware did: found, not_found, error, recent_miss (skipped), busy (skipped), paused (skipped: the previous lookup failed)."
+    );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +154,9 @@ struct Index {
 }
 
 fn macs(hw: &Hardware) -> impl Iterator<Item = MacAddr> + '_ {
-    hw.interfaces.iter().filter_map(|i| MacAddr::parse(&i.mac).ok())
+    hw.interfaces
+        .iter()
+        .filter_map(|i| MacAddr::parse(&i.mac).ok())
 }
 
 fn ips(hw: &Hardware) -> impl Iterator<Item = Ipv4Addr> + '_ {
@@ -140,7 +167,10 @@ fn ips(hw: &Hardware) -> impl Iterator<Item = Ipv4Addr> + '_ {
 
 impl Index {
     fn new(derive: Option<Derive>) -> Self {
-        Index { derive, ..Default::default() }
+        Index {
+            derive,
+            ..Default::default()
+        }
     }
 
     /// Inserts unless the cache already holds the same record at a newer revision.
@@ -154,7 +184,13 @@ impl Index {
         }
         for m in macs(&hw) {
             let derived = self.derive.as_ref().map(|d| d(&hw, &m));
-            self.by_mac.insert(m, MacEntry { hw: hw.clone(), derived });
+            self.by_mac.insert(
+                m,
+                MacEntry {
+                    hw: hw.clone(),
+                    derived,
+                },
+            );
         }
         for ip in ips(&hw) {
             self.by_ip.insert(ip, hw.clone());
@@ -233,10 +269,18 @@ impl HardwareCache {
 
     /// [`HardwareCache::start`], keeping `derive`'s value for every MAC of every record
     /// beside it ([`HardwareCache::derived_by_mac`]).
-    pub fn start_deriving(client: HardwareClient, config: CacheConfig, derive: Option<Derive>) -> Self {
+    pub fn start_deriving(
+        client: HardwareClient,
+        config: CacheConfig,
+        derive: Option<Derive>,
+    ) -> Self {
         let (synced, _) = watch::channel(false);
         let inner = Arc::new(Inner {
-            state: RwLock::new(State { index: Index::new(derive.clone()), revision: 0, store_id: String::new() }),
+            state: RwLock::new(State {
+                index: Index::new(derive.clone()),
+                revision: 0,
+                store_id: String::new(),
+            }),
             derive,
             synced,
             connected: AtomicBool::new(false),
@@ -273,7 +317,9 @@ impl HardwareCache {
         static DESCRIBED: std::sync::Once = std::sync::Once::new();
         DESCRIBED.call_once(describe_metrics);
         let st = self.status();
-        let staleness = st.since_contact.unwrap_or_else(|| self.inner.started.elapsed());
+        let staleness = st
+            .since_contact
+            .unwrap_or_else(|| self.inner.started.elapsed());
         metrics::gauge!(M_RECORDS).set(st.records as f64);
         metrics::gauge!(M_SYNCED).set(if st.synced { 1.0 } else { 0.0 });
         metrics::gauge!(M_CONNECTED).set(if st.connected { 1.0 } else { 0.0 });
@@ -304,7 +350,11 @@ impl HardwareCache {
     /// The value derived for this MAC (None when no record has it, or without a
     /// [`Derive`]). Touches the map and the value only: not the record.
     pub fn derived_by_mac(&self, mac: &MacAddr) -> Option<Derived> {
-        self.read().index.by_mac.get(mac).and_then(|e| e.derived.clone())
+        self.read()
+            .index
+            .by_mac
+            .get(mac)
+            .and_then(|e| e.derived.clone())
     }
 
     /// The record that has this reserved IPv4 address.
@@ -340,13 +390,21 @@ impl HardwareCache {
             connected: self.inner.connected.load(Ordering::Relaxed),
             revision,
             records,
-            since_contact: self.inner.last_contact.lock().ok().and_then(|t| t.map(|i| i.elapsed())),
+            since_contact: self
+                .inner
+                .last_contact
+                .lock()
+                .ok()
+                .and_then(|t| t.map(|i| i.elapsed())),
             relists: self.inner.relists.load(Ordering::Relaxed),
         }
     }
 
     /// Cache first; on a miss, one bounded direct lookup.
-    pub async fn by_mac_or_fetch(&self, mac: MacAddr) -> Result<Option<Arc<Hardware>>, LookupError> {
+    pub async fn by_mac_or_fetch(
+        &self,
+        mac: MacAddr,
+    ) -> Result<Option<Arc<Hardware>>, LookupError> {
         if let Some(h) = self.by_mac(&mac) {
             return Ok(Some(h));
         }
@@ -364,13 +422,16 @@ impl HardwareCache {
     async fn fetch(&self, key: Key) -> Result<Option<Arc<Hardware>>, LookupError> {
         let ttl = self.inner.config.negative_ttl;
         if let Ok(neg) = self.inner.negative.lock()
-            && neg.get(&key).is_some_and(|t| t.elapsed() < ttl) {
-                metrics::counter!(M_FALLBACKS, "result" => "recent_miss").increment(1);
-                return Ok(None);
-            }
+            && neg.get(&key).is_some_and(|t| t.elapsed() < ttl)
+        {
+            metrics::counter!(M_FALLBACKS, "result" => "recent_miss").increment(1);
+            return Ok(None);
+        }
         if self.paused() {
             metrics::counter!(M_FALLBACKS, "result" => "paused").increment(1);
-            return self.unreachable("the registry did not answer the last lookup; not asking again yet".into());
+            return self.unreachable(
+                "the registry did not answer the last lookup; not asking again yet".into(),
+            );
         }
         let Ok(_permit) = self.inner.fallbacks.try_acquire() else {
             // Too many misses at once: this is a flood, not a fresh registration.
@@ -378,7 +439,9 @@ impl HardwareCache {
             return if self.is_synced() {
                 Ok(None)
             } else {
-                Err(LookupError::Unavailable("too many concurrent lookups while the cache is not synced".into()))
+                Err(LookupError::Unavailable(
+                    "too many concurrent lookups while the cache is not synced".into(),
+                ))
             };
         };
         let req = GetHardwareRequest {
@@ -390,7 +453,8 @@ impl HardwareCache {
         let mut client = self.inner.client.clone();
         let mut req = tonic::Request::new(req);
         ironboot_telemetry::trace::inject_grpc(req.metadata_mut());
-        let res = tokio::time::timeout(self.inner.config.lookup_timeout, client.get_hardware(req)).await;
+        let res =
+            tokio::time::timeout(self.inner.config.lookup_timeout, client.get_hardware(req)).await;
         let result = match &res {
             Ok(Ok(r)) if r.get_ref().hardware.is_some() => "found",
             Ok(Ok(_)) => "not_found",
@@ -403,7 +467,12 @@ impl HardwareCache {
             Ok(Ok(resp)) => match resp.into_inner().hardware {
                 Some(hw) => {
                     let hw = Arc::new(hw);
-                    self.inner.state.write().unwrap_or_else(|p| p.into_inner()).index.upsert(hw.clone());
+                    self.inner
+                        .state
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .index
+                        .upsert(hw.clone());
                     Ok(Some(hw))
                 }
                 None => Ok(None),
@@ -413,28 +482,45 @@ impl HardwareCache {
                 Ok(None)
             }
             Ok(Err(status)) => self.unreachable(status.message().to_string()),
-            Err(_) => self.unreachable(format!("no answer within {:?}", self.inner.config.lookup_timeout)),
+            Err(_) => self.unreachable(format!(
+                "no answer within {:?}",
+                self.inner.config.lookup_timeout
+            )),
         }
     }
 
     /// When the registry cannot answer, a synced cache's miss is still a reliable
     /// "unknown"; an unsynced cache knows nothing and says so.
     fn unreachable(&self, why: String) -> Result<Option<Arc<Hardware>>, LookupError> {
-        if self.is_synced() { Ok(None) } else { Err(LookupError::Unavailable(why)) }
+        if self.is_synced() {
+            Ok(None)
+        } else {
+            Err(LookupError::Unavailable(why))
+        }
     }
 
     fn paused(&self) -> bool {
-        let until = *self.inner.pause_until.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *self
+            .inner
+            .pause_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         until.is_some_and(|t| Instant::now() < t)
     }
 
     fn set_paused(&self, failed: bool) {
         let until = failed.then(|| Instant::now() + self.inner.config.unreachable_pause);
-        *self.inner.pause_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
+        *self
+            .inner
+            .pause_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = until;
     }
 
     fn remember_miss(&self, key: Key) {
-        let Ok(mut neg) = self.inner.negative.lock() else { return };
+        let Ok(mut neg) = self.inner.negative.lock() else {
+            return;
+        };
         if neg.len() >= self.inner.config.negative_capacity {
             let ttl = self.inner.config.negative_ttl;
             neg.retain(|_, t| t.elapsed() < ttl);
@@ -461,7 +547,11 @@ struct Backoff {
 
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Self {
-        Backoff { next: min, min, max }
+        Backoff {
+            next: min,
+            min,
+            max,
+        }
     }
     fn reset(&mut self) {
         self.next = self.min;
@@ -491,7 +581,9 @@ async fn sync_loop(inner: Arc<Inner>) {
         loop {
             match follow(&inner, &mut backoff).await {
                 WatchEnd::Relist => {
-                    tracing::info!("hardware cache: registry cannot resume the watch; listing again");
+                    tracing::info!(
+                        "hardware cache: registry cannot resume the watch; listing again"
+                    );
                     continue 'list;
                 }
                 WatchEnd::Disconnected(e) => {
@@ -514,7 +606,11 @@ async fn relist(inner: &Inner) -> Result<(), String> {
     let mut first: Option<(u64, String)> = None;
     loop {
         let resp = client
-            .list_hardware(ListHardwareRequest { page_size: inner.config.page_size, page_token: token, label_selector: String::new() })
+            .list_hardware(ListHardwareRequest {
+                page_size: inner.config.page_size,
+                page_token: token,
+                label_selector: String::new(),
+            })
             .await
             .map_err(|s| format!("{}: {}", s.code(), s.message()))?
             .into_inner();
@@ -533,7 +629,11 @@ async fn relist(inner: &Inner) -> Result<(), String> {
     let records = index.by_id.len();
     {
         let mut s = inner.state.write().unwrap_or_else(|p| p.into_inner());
-        *s = State { index, revision, store_id };
+        *s = State {
+            index,
+            revision,
+            store_id,
+        };
     }
     inner.relists.fetch_add(1, Ordering::Relaxed);
     touch(inner);
@@ -555,7 +655,13 @@ async fn follow(inner: &Inner, backoff: &mut Backoff) -> WatchEnd {
         (s.revision, s.store_id.clone())
     };
     let mut client = inner.client.clone();
-    let mut stream = match client.watch_hardware(WatchHardwareRequest { since_revision: Some(since), store_id }).await {
+    let mut stream = match client
+        .watch_hardware(WatchHardwareRequest {
+            since_revision: Some(since),
+            store_id,
+        })
+        .await
+    {
         Ok(r) => r.into_inner(),
         Err(s) if s.code() == Code::OutOfRange => return WatchEnd::Relist,
         Err(s) => return WatchEnd::Disconnected(format!("{}: {}", s.code(), s.message())),
@@ -568,7 +674,9 @@ async fn follow(inner: &Inner, backoff: &mut Backoff) -> WatchEnd {
                 touch(inner);
                 apply(inner, ev);
             }
-            Ok(None) => return WatchEnd::Disconnected("watch stream closed by the registry".into()),
+            Ok(None) => {
+                return WatchEnd::Disconnected("watch stream closed by the registry".into());
+            }
             Err(s) if s.code() == Code::OutOfRange => return WatchEnd::Relist,
             Err(s) => return WatchEnd::Disconnected(format!("{}: {}", s.code(), s.message())),
         }
@@ -585,7 +693,9 @@ fn compact(mut hw: Hardware) -> Hardware {
 fn apply(inner: &Inner, ev: crate::pb::WatchHardwareResponse) {
     let mut s = inner.state.write().unwrap_or_else(|p| p.into_inner());
     match (EventType::try_from(ev.r#type), ev.hardware) {
-        (Ok(EventType::Added | EventType::Modified), Some(hw)) => s.index.upsert(Arc::new(compact(hw))),
+        (Ok(EventType::Added | EventType::Modified), Some(hw)) => {
+            s.index.upsert(Arc::new(compact(hw)))
+        }
         (Ok(EventType::Deleted), Some(hw)) => s.index.delete(&hw.id, ev.revision),
         _ => {}
     }
@@ -604,7 +714,10 @@ mod tests {
             revision: rev,
             interfaces: vec![Interface {
                 mac: mac.into(),
-                dhcp: Some(Dhcp { ip: ip.into(), ..Default::default() }),
+                dhcp: Some(Dhcp {
+                    ip: ip.into(),
+                    ..Default::default()
+                }),
                 netboot: None,
             }],
             ..Default::default()
@@ -651,18 +764,37 @@ mod tests {
             counted.fetch_add(1, Ordering::Relaxed);
             Arc::new(format!("{}@{} for {m}", hw.id, hw.revision)) as Derived
         });
-        let derived = |ix: &Index, m: &str| ix.by_mac.get(&mac(m)).and_then(|e| e.derived.as_ref()).and_then(|d| d.downcast_ref::<String>()).cloned();
+        let derived = |ix: &Index, m: &str| {
+            ix.by_mac
+                .get(&mac(m))
+                .and_then(|e| e.derived.as_ref())
+                .and_then(|d| d.downcast_ref::<String>())
+                .cloned()
+        };
         let mut ix = Index::new(Some(derive));
         let mut two = hw("a", 1, "52:54:00:00:00:01", "10.0.0.1");
-        Arc::make_mut(&mut two).interfaces.push(Interface { mac: "52-54-00-00-00-02".into(), dhcp: None, netboot: None });
+        Arc::make_mut(&mut two).interfaces.push(Interface {
+            mac: "52-54-00-00-00-02".into(),
+            dhcp: None,
+            netboot: None,
+        });
         ix.upsert(two);
-        assert_eq!(derived(&ix, "52:54:00:00:00:01").as_deref(), Some("a@1 for 52:54:00:00:00:01"));
-        assert_eq!(derived(&ix, "52:54:00:00:00:02").as_deref(), Some("a@1 for 52:54:00:00:00:02"));
+        assert_eq!(
+            derived(&ix, "52:54:00:00:00:01").as_deref(),
+            Some("a@1 for 52:54:00:00:00:01")
+        );
+        assert_eq!(
+            derived(&ix, "52:54:00:00:00:02").as_deref(),
+            Some("a@1 for 52:54:00:00:00:02")
+        );
         // A stale version derives nothing; a newer one derives afresh and drops the MAC it lost.
         ix.upsert(hw("a", 1, "52:54:00:00:00:03", ""));
         assert_eq!(calls.load(Ordering::Relaxed), 2);
         ix.upsert(hw("a", 2, "52:54:00:00:00:01", "10.0.0.1"));
-        assert_eq!(derived(&ix, "52:54:00:00:00:01").as_deref(), Some("a@2 for 52:54:00:00:00:01"));
+        assert_eq!(
+            derived(&ix, "52:54:00:00:00:01").as_deref(),
+            Some("a@2 for 52:54:00:00:00:01")
+        );
         assert!(derived(&ix, "52:54:00:00:00:02").is_none());
         assert_eq!(calls.load(Ordering::Relaxed), 3);
         // Without a derive the entry carries the record alone.
@@ -676,7 +808,9 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let pauses: Vec<_> = (0..8).map(|_| b.pause()).collect();
         assert!(pauses[0] <= Duration::from_millis(125));
-        assert!(pauses[7] >= Duration::from_millis(750) && pauses[7] <= Duration::from_millis(1250));
+        assert!(
+            pauses[7] >= Duration::from_millis(750) && pauses[7] <= Duration::from_millis(1250)
+        );
         b.reset();
         assert!(b.pause() <= Duration::from_millis(125));
     }

@@ -22,22 +22,42 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone, Debug, clap::Args)]
 pub struct RegistryArgs {
     /// hardware-api endpoint, http://HOST:PORT or https://HOST:PORT.
-    #[arg(long = "registry", env = "IRONBOOT_REGISTRY", default_value = "http://127.0.0.1:50061")]
+    #[arg(
+        long = "registry",
+        env = "IRONBOOT_REGISTRY",
+        default_value = "http://127.0.0.1:50061"
+    )]
     pub endpoint: String,
     /// Bearer token for hardware-api (role `read` is enough for boot services).
-    #[arg(long = "registry-token", env = "IRONBOOT_REGISTRY_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "registry-token",
+        env = "IRONBOOT_REGISTRY_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// File holding the bearer token (first line), instead of --registry-token.
-    #[arg(long = "registry-token-file", env = "IRONBOOT_REGISTRY_TOKEN_FILE", conflicts_with = "token")]
+    #[arg(
+        long = "registry-token-file",
+        env = "IRONBOOT_REGISTRY_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
     pub token_file: Option<PathBuf>,
     /// PEM CA certificate that signed the registry's certificate (https endpoints).
     #[arg(long = "registry-ca", env = "IRONBOOT_REGISTRY_CA")]
     pub ca: Option<PathBuf>,
     /// PEM client certificate, when the registry requires mutual TLS.
-    #[arg(long = "registry-client-cert", env = "IRONBOOT_REGISTRY_CLIENT_CERT", requires = "client_key")]
+    #[arg(
+        long = "registry-client-cert",
+        env = "IRONBOOT_REGISTRY_CLIENT_CERT",
+        requires = "client_key"
+    )]
     pub client_cert: Option<PathBuf>,
     /// PEM key of --registry-client-cert.
-    #[arg(long = "registry-client-key", env = "IRONBOOT_REGISTRY_CLIENT_KEY", requires = "client_cert")]
+    #[arg(
+        long = "registry-client-key",
+        env = "IRONBOOT_REGISTRY_CLIENT_KEY",
+        requires = "client_cert"
+    )]
     pub client_key: Option<PathBuf>,
 }
 
@@ -89,14 +109,22 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
 impl RegistryArgs {
     /// Arguments for an endpoint with a token (tests, launchers).
     pub fn new(endpoint: impl Into<String>, token: Option<String>) -> Self {
-        RegistryArgs { endpoint: endpoint.into(), token, token_file: None, ca: None, client_cert: None, client_key: None }
+        RegistryArgs {
+            endpoint: endpoint.into(),
+            token,
+            token_file: None,
+            ca: None,
+            client_cert: None,
+            client_key: None,
+        }
     }
 
     fn token_value(&self) -> Result<Option<AsciiMetadataValue>, ClientError> {
         let token = match (&self.token, &self.token_file) {
             (Some(t), _) => Some(t.trim().to_string()),
             (None, Some(p)) => {
-                let text = String::from_utf8(read(p)?).map_err(|_| ClientError::Token(format!("{} is not text", p.display())))?;
+                let text = String::from_utf8(read(p)?)
+                    .map_err(|_| ClientError::Token(format!("{} is not text", p.display())))?;
                 Some(text.lines().next().unwrap_or("").trim().to_string())
             }
             (None, None) => None,
@@ -122,7 +150,10 @@ impl RegistryArgs {
             .keep_alive_while_idle(true);
         if self.endpoint.starts_with("https://") {
             let Some(ca) = &self.ca else {
-                return Err(bad("https needs --registry-ca (the CA that signed the registry's certificate)".into()));
+                return Err(bad(
+                    "https needs --registry-ca (the CA that signed the registry's certificate)"
+                        .into(),
+                ));
             };
             let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
             if let (Some(c), Some(k)) = (&self.client_cert, &self.client_key) {
@@ -150,12 +181,17 @@ impl RegistryArgs {
 
     /// A connected channel without the token interceptor (health checks, reflection).
     pub async fn channel(&self) -> Result<Channel, ClientError> {
-        self.endpoint()?.connect().await.map_err(|e| ClientError::Connect(self.endpoint.clone(), error_chain(&e)))
+        self.endpoint()?
+            .connect()
+            .await
+            .map_err(|e| ClientError::Connect(self.endpoint.clone(), error_chain(&e)))
     }
 
     fn wrap(&self, channel: Channel) -> Result<HardwareClient, ClientError> {
-        Ok(HardwareServiceClient::with_interceptor(channel, BearerToken(self.token_value()?))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(
+            HardwareServiceClient::with_interceptor(channel, BearerToken(self.token_value()?))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
     }
 }

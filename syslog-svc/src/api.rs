@@ -55,7 +55,9 @@ pub fn parse_since(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     }
     match humantime::parse_duration(s) {
         Ok(d) => Ok(now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH)),
-        Err(_) => Err(format!("since {s:?}: expected an RFC 3339 time (2026-11-25T10:00:00Z) or a duration (15m)")),
+        Err(_) => Err(format!(
+            "since {s:?}: expected an RFC 3339 time (2026-11-25T10:00:00Z) or a duration (15m)"
+        )),
     }
 }
 
@@ -64,17 +66,27 @@ pub fn parse_limit(s: Option<&String>) -> Result<usize, String> {
         None => Ok(DEFAULT_LIMIT),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(format!("limit {v:?}: expected a number from 1 to {MAX_LIMIT}")),
+            _ => Err(format!(
+                "limit {v:?}: expected a number from 1 to {MAX_LIMIT}"
+            )),
         },
     }
 }
 
-async fn logs(State(st): State<ApiState>, Path(mac): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn logs(
+    State(st): State<ApiState>,
+    Path(mac): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let mac = match MacAddr::parse(&mac) {
         Ok(m) => m,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("mac {mac:?}: {e}")),
     };
-    let since = match q.get("since").map(|s| parse_since(s, SystemTime::now())).transpose() {
+    let since = match q
+        .get("since")
+        .map(|s| parse_since(s, SystemTime::now()))
+        .transpose()
+    {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -87,13 +99,21 @@ async fn logs(State(st): State<ApiState>, Path(mac): Path<String>, Query(q): Que
     let registered = st.cache.by_mac(&mac);
     let found = {
         let store = st.store.lock().unwrap_or_else(|p| p.into_inner());
-        let id = registered.as_ref().map(|h| h.id.clone()).or_else(|| store.id_for(&mac).map(str::to_string));
+        let id = registered
+            .as_ref()
+            .map(|h| h.id.clone())
+            .or_else(|| store.id_for(&mac).map(str::to_string));
         id.and_then(|id| store.query(&id, since, limit))
     };
     let (id, name, lines) = match (found, registered) {
         (Some(f), _) => (f.id, f.name, f.lines),
         (None, Some(hw)) => (hw.id.clone(), hw.name.clone(), Vec::new()),
-        (None, None) => return error(StatusCode::NOT_FOUND, format!("mac {mac}: no registered machine and no log for it")),
+        (None, None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("mac {mac}: no registered machine and no log for it"),
+            );
+        }
     };
     let mut body = String::with_capacity(128 + lines.iter().map(|l| l.len() + 1).sum::<usize>());
     body.push_str(&serde_json::json!({ "mac": mac.to_string(), "id": id, "name": name, "count": lines.len() }).to_string());
@@ -111,7 +131,10 @@ async fn logs(State(st): State<ApiState>, Path(mac): Path<String>, Query(q): Que
 
 async fn list(State(st): State<ApiState>) -> Response {
     let machines = st.store.lock().unwrap_or_else(|p| p.into_inner()).list();
-    json(StatusCode::OK, serde_json::json!({ "machines": machines }).to_string())
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "machines": machines }).to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -123,8 +146,15 @@ mod tests {
     fn since_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
         assert_eq!(parse_since("15m", now), Ok(now - Duration::from_secs(900)));
-        assert_eq!(parse_since("1970-01-01T00:00:10Z", now), Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(10)));
-        assert!(parse_since("yesterday", now).unwrap_err().starts_with("since"));
+        assert_eq!(
+            parse_since("1970-01-01T00:00:10Z", now),
+            Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(10))
+        );
+        assert!(
+            parse_since("yesterday", now)
+                .unwrap_err()
+                .starts_with("since")
+        );
         assert_eq!(parse_limit(None), Ok(DEFAULT_LIMIT));
         assert!(parse_limit(Some(&"0".to_string())).is_err());
         assert!(parse_limit(Some(&"x".to_string())).is_err());

@@ -22,7 +22,9 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     if s.eq_ignore_ascii_case("off") || s.is_empty() {
         return Ok(Listen(None));
     }
-    s.parse::<SocketAddr>().map(|a| Listen(Some(a))).map_err(|_| format!("{s:?}: expected IP:PORT (e.g. 0.0.0.0:514) or off"))
+    s.parse::<SocketAddr>()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("{s:?}: expected IP:PORT (e.g. 0.0.0.0:514) or off"))
 }
 
 /// A byte size: `65536`, `64K`, `64KiB`, `100M`, `1G` (binary multiples).
@@ -30,7 +32,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a size such as 65536, 64KiB, 100MiB or 1GiB"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size such as 65536, 64KiB, 100MiB or 1GiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -38,14 +42,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(format!("{s:?}: unknown unit (use K, M or G)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?}: too large"))
 }
 
 fn parse_offset(s: &str) -> Result<FixedOffset, String> {
     if s.eq_ignore_ascii_case("utc") || s == "Z" {
         return FixedOffset::east_opt(0).ok_or_else(|| "offset".to_string());
     }
-    s.parse::<FixedOffset>().map_err(|_| format!("{s:?}: expected UTC or an offset such as +02:00"))
+    s.parse::<FixedOffset>()
+        .map_err(|_| format!("{s:?}: expected UTC or an offset such as +02:00"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -94,7 +100,11 @@ pub struct Config {
     #[arg(long, env = "IRONBOOT_SYSLOG_UDP_THREADS", default_value_t = 1)]
     pub udp_threads: usize,
     /// TCP connections open at once; more are closed at accept (counted).
-    #[arg(long, env = "IRONBOOT_SYSLOG_TCP_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "IRONBOOT_SYSLOG_TCP_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
     pub tcp_max_connections: usize,
     /// A TCP connection silent this long is closed.
     #[arg(long, env = "IRONBOOT_SYSLOG_TCP_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
@@ -137,13 +147,19 @@ impl Config {
             return bad("both --udp-listen and --tcp-listen are off: nothing to receive".into());
         }
         if self.max_message == 0 || self.max_message > 16 << 20 {
-            return bad(format!("--max-message {}: must be between 1 byte and 16 MiB", self.max_message));
+            return bad(format!(
+                "--max-message {}: must be between 1 byte and 16 MiB",
+                self.max_message
+            ));
         }
         if self.queue_capacity == 0 || self.queue_bytes == 0 {
             return bad("--queue-capacity and --queue-bytes must be positive".into());
         }
         if self.udp_threads == 0 || self.udp_threads > 64 {
-            return bad(format!("--udp-threads {}: must be 1 to 64", self.udp_threads));
+            return bad(format!(
+                "--udp-threads {}: must be 1 to 64",
+                self.udp_threads
+            ));
         }
         if self.tcp_max_connections == 0 {
             return bad("--tcp-max-connections must be positive".into());
@@ -152,15 +168,27 @@ impl Config {
             return bad("--tcp-idle-timeout must be positive".into());
         }
         if self.rotate_size < 4096 {
-            return bad(format!("--rotate-size {}: must be at least 4KiB", self.rotate_size));
+            return bad(format!(
+                "--rotate-size {}: must be at least 4KiB",
+                self.rotate_size
+            ));
         }
         if let Some(path) = self.output_file() {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
             if !dir.is_dir() {
-                return bad(format!("--output {}: directory {} does not exist", path.display(), dir.display()));
+                return bad(format!(
+                    "--output {}: directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                ));
             }
         }
-        self.registry.connect_lazy().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.registry
+            .connect_lazy()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -225,7 +253,10 @@ mod tests {
     #[tokio::test]
     async fn defaults_validate() {
         let c = Config::parse_from(["syslog-svc"]);
-        assert_eq!(c.udp_listen, Listen(Some("0.0.0.0:514".parse().expect("addr"))));
+        assert_eq!(
+            c.udp_listen,
+            Listen(Some("0.0.0.0:514".parse().expect("addr")))
+        );
         assert_eq!(c.max_message, 65536);
         c.validate().expect("defaults are valid");
         let c = Config::parse_from(["syslog-svc", "--udp-listen", "off", "--tcp-listen", "off"]);

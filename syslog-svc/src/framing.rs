@@ -40,7 +40,10 @@ const MAX_LEN_DIGITS: usize = 9;
 
 impl Decoder {
     pub fn new(max: usize) -> Self {
-        Decoder { max: max.max(1), skip: Skip::None }
+        Decoder {
+            max: max.max(1),
+            skip: Skip::None,
+        }
     }
 
     /// How many bytes the buffer may need to hold for the next frame to be decodable.
@@ -92,23 +95,38 @@ impl Decoder {
         let frame = match self.octet_header(buf) {
             Header::Counted { header, .. } => {
                 buf.advance(header);
-                Frame { data: buf.split().freeze(), truncated: true }
+                Frame {
+                    data: buf.split().freeze(),
+                    truncated: true,
+                }
             }
-            _ => Frame { data: buf.split().freeze(), truncated: false },
+            _ => Frame {
+                data: buf.split().freeze(),
+                truncated: false,
+            },
         };
         (!frame.data.is_empty()).then_some(frame)
     }
 
     fn octet_header(&self, buf: &[u8]) -> Header {
-        let digits = buf.iter().take(MAX_LEN_DIGITS + 1).take_while(|b| b.is_ascii_digit()).count();
+        let digits = buf
+            .iter()
+            .take(MAX_LEN_DIGITS + 1)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         if digits == 0 || digits > MAX_LEN_DIGITS {
             return Header::NotCounted;
         }
         match buf.get(digits) {
             None => Header::NeedMore,
             Some(b' ') => {
-                let len = buf[..digits].iter().fold(0usize, |acc, &c| acc * 10 + usize::from(c - b'0'));
-                Header::Counted { header: digits + 1, len }
+                let len = buf[..digits]
+                    .iter()
+                    .fold(0usize, |acc, &c| acc * 10 + usize::from(c - b'0'));
+                Header::Counted {
+                    header: digits + 1,
+                    len,
+                }
             }
             Some(_) => Header::NotCounted,
         }
@@ -120,7 +138,10 @@ impl Decoder {
                 return None;
             }
             buf.advance(header);
-            return Some(Frame { data: buf.split_to(len).freeze(), truncated: false });
+            return Some(Frame {
+                data: buf.split_to(len).freeze(),
+                truncated: false,
+            });
         }
         if buf.len() < header + self.max {
             return None;
@@ -128,7 +149,10 @@ impl Decoder {
         buf.advance(header);
         let data = buf.split_to(self.max).freeze();
         self.skip = Skip::Bytes(len - self.max);
-        Some(Frame { data, truncated: true })
+        Some(Frame {
+            data,
+            truncated: true,
+        })
     }
 
     fn newline(&mut self, buf: &mut BytesMut) -> Option<Frame> {
@@ -136,17 +160,26 @@ impl Decoder {
             Some(i) if i <= self.max => {
                 let mut data = buf.split_to(i + 1);
                 data.truncate(i);
-                Some(Frame { data: data.freeze(), truncated: false })
+                Some(Frame {
+                    data: data.freeze(),
+                    truncated: false,
+                })
             }
             Some(i) => {
                 let data = buf.split_to(self.max).freeze();
                 buf.advance(i + 1 - self.max);
-                Some(Frame { data, truncated: true })
+                Some(Frame {
+                    data,
+                    truncated: true,
+                })
             }
             None if buf.len() > self.max => {
                 let data = buf.split_to(self.max).freeze();
                 self.skip = Skip::ToNewline;
-                Some(Frame { data, truncated: true })
+                Some(Frame {
+                    data,
+                    truncated: true,
+                })
             }
             None => None,
         }
@@ -171,7 +204,11 @@ mod tests {
             while let Some(f) = d.decode(&mut buf) {
                 out.push((String::from_utf8_lossy(&f.data).into_owned(), f.truncated));
             }
-            assert!(buf.len() <= d.buffer_limit() + chunk, "buffer grew to {}", buf.len());
+            assert!(
+                buf.len() <= d.buffer_limit() + chunk,
+                "buffer grew to {}",
+                buf.len()
+            );
         }
         if let Some(f) = d.finish(&mut buf) {
             out.push((String::from_utf8_lossy(&f.data).into_owned(), f.truncated));
@@ -205,7 +242,11 @@ mod tests {
             let got = all(&mut Decoder::new(8), &input, chunk);
             assert_eq!(
                 got,
-                vec![("01234567".into(), true), ("01234567".into(), true), ("<5>ok".into(), false)],
+                vec![
+                    ("01234567".into(), true),
+                    ("01234567".into(), true),
+                    ("<5>ok".into(), false)
+                ],
                 "chunk {chunk}"
             );
         }
@@ -214,7 +255,10 @@ mod tests {
     #[test]
     fn digits_that_are_not_a_length() {
         let got = all(&mut Decoder::new(100), b"1234567890123 x\n12x y\n", 3);
-        assert_eq!(got, vec![("1234567890123 x".into(), false), ("12x y".into(), false)]);
+        assert_eq!(
+            got,
+            vec![("1234567890123 x".into(), false), ("12x y".into(), false)]
+        );
     }
 
     #[test]
@@ -226,6 +270,9 @@ mod tests {
     #[test]
     fn empty_frames() {
         let got = all(&mut Decoder::new(100), b"\n0 \n", 1);
-        assert_eq!(got, vec![("".into(), false), ("".into(), false), ("".into(), false)]);
+        assert_eq!(
+            got,
+            vec![("".into(), false), ("".into(), false), ("".into(), false)]
+        );
     }
 }

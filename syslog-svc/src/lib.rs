@@ -27,8 +27,8 @@ pub mod framing;
 pub mod output;
 pub mod parse;
 pub mod queue;
-pub mod rfc5424;
 pub mod record;
+pub mod rfc5424;
 pub mod stats;
 pub mod store;
 pub mod traceparent;
@@ -53,9 +53,16 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(#[from] config::ConfigError),
     #[error("cannot listen on {what} {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot open output {path}: {source}")]
-    Output { path: String, source: std::io::Error },
+    Output {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("registry client: {0}")]
@@ -84,11 +91,19 @@ pub async fn start(config: &Config, cache: HardwareCache) -> Result<Running, Err
     let metrics_handle = ironboot_telemetry::metrics::init_metrics();
     stats::describe();
     let stats = Arc::new(Stats::new());
-    let (tx, rx) = queue::bounded(config.queue_capacity, usize::try_from(config.queue_bytes).unwrap_or(usize::MAX), stats.clone());
+    let (tx, rx) = queue::bounded(
+        config.queue_capacity,
+        usize::try_from(config.queue_bytes).unwrap_or(usize::MAX),
+        stats.clone(),
+    );
     let output = match config.output_file() {
         None => output::Output::stdout(),
-        Some(path) => output::Output::file(path, config.rotate_size, config.rotate_keep)
-            .map_err(|source| Error::Output { path: path.display().to_string(), source })?,
+        Some(path) => output::Output::file(path, config.rotate_size, config.rotate_keep).map_err(
+            |source| Error::Output {
+                path: path.display().to_string(),
+                source,
+            },
+        )?,
     };
     let store = Arc::new(Mutex::new(Store::new(config.store_limits())));
     let (stop, stop_rx) = watch::channel(false);
@@ -97,17 +112,40 @@ pub async fn start(config: &Config, cache: HardwareCache) -> Result<Running, Err
     // Bind everything before starting anything, so a bad address fails cleanly.
     let udp = match config.udp_listen.0 {
         Some(addr) => Some(
-            transport::udp::bind(addr, usize::try_from(config.udp_recv_buffer).unwrap_or(usize::MAX))
-                .map_err(|source| Error::Bind { what: "UDP", addr, source })?,
+            transport::udp::bind(
+                addr,
+                usize::try_from(config.udp_recv_buffer).unwrap_or(usize::MAX),
+            )
+            .map_err(|source| Error::Bind {
+                what: "UDP",
+                addr,
+                source,
+            })?,
         ),
         None => None,
     };
     let tcp = match config.tcp_listen.0 {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { what: "TCP", addr, source })?),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    what: "TCP",
+                    addr,
+                    source,
+                })?,
+        ),
         None => None,
     };
     let http = match config.http_listen.0 {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { what: "HTTP", addr, source })?),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    what: "HTTP",
+                    addr,
+                    source,
+                })?,
+        ),
         None => None,
     };
     let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
@@ -122,7 +160,10 @@ pub async fn start(config: &Config, cache: HardwareCache) -> Result<Running, Err
         stats: stats.clone(),
         rfc3164_offset: config.rfc3164_offset,
     };
-    let writer = std::thread::Builder::new().name("syslog-writer".into()).spawn(move || w.run()).map_err(Error::Thread)?;
+    let writer = std::thread::Builder::new()
+        .name("syslog-writer".into())
+        .spawn(move || w.run())
+        .map_err(Error::Thread)?;
 
     let udp_threads = match udp {
         Some(socket) => transport::udp::spawn(
@@ -138,25 +179,51 @@ pub async fn start(config: &Config, cache: HardwareCache) -> Result<Running, Err
     };
     let mut tasks = Vec::new();
     if let Some(listener) = tcp {
-        tasks.push(tokio::spawn(transport::tcp::serve(listener, tx.clone(), stats.clone(), config.tcp_limits(), stop_rx.clone())));
+        tasks.push(tokio::spawn(transport::tcp::serve(
+            listener,
+            tx.clone(),
+            stats.clone(),
+            config.tcp_limits(),
+            stop_rx.clone(),
+        )));
     }
     drop(tx);
     if let Some(listener) = http {
         let handle = metrics_handle;
         let ready_cache = cache.clone();
-        let app = api::router(api::ApiState { store: store.clone(), cache })
-            .merge(ironboot_telemetry::metrics::admin_router(handle, Arc::new(move || ready_cache.is_synced())));
+        let app = api::router(api::ApiState {
+            store: store.clone(),
+            cache,
+        })
+        .merge(ironboot_telemetry::metrics::admin_router(
+            handle,
+            Arc::new(move || ready_cache.is_synced()),
+        ));
         let mut stop_http = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop_http.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "syslog HTTP listener failed");
             }
         }));
     }
-    Ok(Running { udp_addr, tcp_addr, http_addr, stats, store, stop_flag, stop, udp_threads, tasks, writer })
+    Ok(Running {
+        udp_addr,
+        tcp_addr,
+        http_addr,
+        stats,
+        store,
+        stop_flag,
+        stop,
+        udp_threads,
+        tasks,
+        writer,
+    })
 }
 
 impl Running {
@@ -182,7 +249,11 @@ impl Running {
 }
 
 /// Runs with an injected cache until `shutdown` resolves.
-pub async fn serve(config: Config, cache: HardwareCache, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+pub async fn serve(
+    config: Config,
+    cache: HardwareCache,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let running = start(&config, cache).await?;
     tracing::info!(udp = ?running.udp_addr, tcp = ?running.tcp_addr, http = ?running.http_addr, "syslog-svc receiving");
     shutdown.await;

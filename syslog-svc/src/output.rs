@@ -57,13 +57,22 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
-        let mut f = RotatingFile { path: path.to_path_buf(), max_bytes: max_bytes.max(1), keep, file: None, size: 0 };
+        let mut f = RotatingFile {
+            path: path.to_path_buf(),
+            max_bytes: max_bytes.max(1),
+            keep,
+            file: None,
+            size: 0,
+        };
         f.reopen()?;
         Ok(f)
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = file.metadata()?.len();
         self.file = Some(BufWriter::with_capacity(BUFFER, file));
         Ok(())
@@ -80,7 +89,13 @@ impl RotatingFile {
             f.flush()?;
         }
         if self.keep == 0 {
-            std::fs::remove_file(&self.path).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })?;
+            std::fs::remove_file(&self.path).or_else(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
         } else {
             let _ = std::fs::remove_file(self.rotated(self.keep));
             for n in (1..self.keep).rev() {
@@ -103,7 +118,9 @@ impl RotatingFile {
         if self.file.is_none() {
             self.reopen()?;
         }
-        let Some(f) = self.file.as_mut() else { return Err(io::Error::other("output file not open")) };
+        let Some(f) = self.file.as_mut() else {
+            return Err(io::Error::other("output file not open"));
+        };
         f.write_all(line)?;
         self.size += line.len() as u64;
         Ok(rotated)
@@ -126,15 +143,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("syslog.jsonl");
         let mut out = Output::file(&path, 100, 2).expect("open");
-        let line = [b'x'; 39].iter().copied().chain([b'\n']).collect::<Vec<u8>>();
+        let line = [b'x'; 39]
+            .iter()
+            .copied()
+            .chain([b'\n'])
+            .collect::<Vec<u8>>();
         let mut rotations = 0;
         for _ in 0..10 {
             rotations += out.write_line(&line).expect("write") as u32;
         }
         out.flush().expect("flush");
         assert_eq!(rotations, 4, "two 40-byte lines per 100-byte file");
-        for p in [path.clone(), dir.path().join("syslog.jsonl.1"), dir.path().join("syslog.jsonl.2")] {
-            assert_eq!(std::fs::metadata(&p).expect("exists").len(), 80, "{}", p.display());
+        for p in [
+            path.clone(),
+            dir.path().join("syslog.jsonl.1"),
+            dir.path().join("syslog.jsonl.2"),
+        ] {
+            assert_eq!(
+                std::fs::metadata(&p).expect("exists").len(),
+                80,
+                "{}",
+                p.display()
+            );
         }
         assert!(!dir.path().join("syslog.jsonl.3").exists());
     }

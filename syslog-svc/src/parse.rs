@@ -98,7 +98,10 @@ pub struct ParseContext {
 
 impl ParseContext {
     pub fn utc_now() -> Self {
-        ParseContext { now: Utc::now(), rfc3164_offset: FixedOffset::east_opt(0).expect("zero offset") }
+        ParseContext {
+            now: Utc::now(),
+            rfc3164_offset: FixedOffset::east_opt(0).expect("zero offset"),
+        }
     }
 }
 
@@ -106,10 +109,13 @@ const DEFAULT_FACILITY: u8 = 1; // user
 const DEFAULT_SEVERITY: u8 = 5; // notice
 
 const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
-    "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
 ];
-const SEVERITIES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+const SEVERITIES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
 
 /// The facility's conventional name (rsyslog's spelling).
 pub fn facility_name(code: u8) -> &'static str {
@@ -123,7 +129,8 @@ pub fn severity_name(code: u8) -> &'static str {
 /// Strips what framing and C strings leave around a message: trailing CR/LF/NUL and
 /// leading whitespace.
 pub fn trim_message(text: &str) -> &str {
-    text.trim_end_matches(['\n', '\r', '\0']).trim_start_matches([' ', '\t', '\n', '\r'])
+    text.trim_end_matches(['\n', '\r', '\0'])
+        .trim_start_matches([' ', '\t', '\n', '\r'])
 }
 
 /// Parses one message. Total: every input gives an answer.
@@ -144,8 +151,22 @@ pub fn parse<'a>(text: &'a str, ctx: &ParseContext) -> Parsed<'a> {
     };
     let (pri, rest) = match split_pri(text) {
         PriResult::Ok(pri, rest) => (pri, rest),
-        PriResult::Missing => return raw(ParseIssue::MissingPri, DEFAULT_FACILITY, DEFAULT_SEVERITY, text),
-        PriResult::Invalid => return raw(ParseIssue::InvalidPri, DEFAULT_FACILITY, DEFAULT_SEVERITY, text),
+        PriResult::Missing => {
+            return raw(
+                ParseIssue::MissingPri,
+                DEFAULT_FACILITY,
+                DEFAULT_SEVERITY,
+                text,
+            );
+        }
+        PriResult::Invalid => {
+            return raw(
+                ParseIssue::InvalidPri,
+                DEFAULT_FACILITY,
+                DEFAULT_SEVERITY,
+                text,
+            );
+        }
     };
     let (facility, severity) = (pri >> 3, pri & 7);
     if looks_like_5424(rest) {
@@ -165,7 +186,9 @@ enum PriResult<'a> {
 
 /// `<N>` with 1–3 digits and N ≤ 191 (RFC 5424 §6.2.1).
 fn split_pri(text: &str) -> PriResult<'_> {
-    let Some(after) = text.strip_prefix('<') else { return PriResult::Missing };
+    let Some(after) = text.strip_prefix('<') else {
+        return PriResult::Missing;
+    };
     let digits = after.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 || digits > 3 || after.as_bytes().get(digits) != Some(&b'>') {
         return PriResult::Invalid;
@@ -288,31 +311,43 @@ fn tag<'a>(token: &'a str, after: &'a str) -> Option<(&'a str, Option<&'a str>, 
 /// RFC 3164 limits TAG to 32 alphanumerics; real programs use `-`, `_`, `.`, `/` and
 /// longer names, so allow those, up to 64.
 fn is_tag_name(s: &str) -> bool {
-    s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'@'))
+    s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'@'))
 }
 
 /// Host names, IPv4 and IPv6 literals.
 fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
         && !s.ends_with(':')
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// An RFC 3164 timestamp at the start of `s`: `Mmm dd hh:mm:ss` (day space-padded or
 /// not), optionally `Mmm dd yyyy hh:mm:ss`, a fraction, a trailing colon; or an RFC 3339
 /// stamp (rsyslog's high-precision format). Returns the time (None when the pattern
 /// matched but named no real date, e.g. Feb 30) and the text after it.
-fn timestamp_3164<'a>(s: &'a str, ctx: &ParseContext) -> Option<(Option<DateTime<FixedOffset>>, &'a str)> {
+fn timestamp_3164<'a>(
+    s: &'a str,
+    ctx: &ParseContext,
+) -> Option<(Option<DateTime<FixedOffset>>, &'a str)> {
     let b = s.as_bytes();
     if b.len() >= 4 && b[..4].iter().all(u8::is_ascii_digit) {
         let (tok, after) = split_token(s);
         let ts = DateTime::parse_from_rfc3339(tok).ok()?;
         return Some((Some(ts), after));
     }
-    let month = MONTHS.iter().position(|m| s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(m)))? as u32 + 1;
+    let month = MONTHS
+        .iter()
+        .position(|m| s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(m)))?
+        as u32
+        + 1;
     let mut p = Cursor { s, i: 3 };
     p.spaces(1)?;
     let day = p.number(1, 2)?;
@@ -381,7 +416,10 @@ impl Cursor<'_> {
         (self.peek() == Some(b)).then(|| self.i += 1)
     }
     fn spaces(&mut self, min: usize) -> Option<()> {
-        let n = self.s.as_bytes()[self.i..].iter().take_while(|&&c| c == b' ').count();
+        let n = self.s.as_bytes()[self.i..]
+            .iter()
+            .take_while(|&&c| c == b' ')
+            .count();
         self.i += n;
         (n >= min).then_some(())
     }
@@ -398,11 +436,17 @@ impl Cursor<'_> {
     /// 1 to `max` (≤ 9) digits.
     fn digits(&mut self, max: usize) -> Option<u32> {
         let bytes = &self.s.as_bytes()[self.i..];
-        let n = bytes.iter().take(max).take_while(|c| c.is_ascii_digit()).count();
+        let n = bytes
+            .iter()
+            .take(max)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if n == 0 {
             return None;
         }
-        let v = bytes[..n].iter().fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'));
+        let v = bytes[..n]
+            .iter()
+            .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'));
         self.i += n;
         Some(v)
     }
@@ -414,7 +458,10 @@ mod tests {
 
     fn ctx() -> ParseContext {
         ParseContext {
-            now: Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).single().expect("date"),
+            now: Utc
+                .with_ymd_and_hms(2026, 11, 25, 12, 0, 0)
+                .single()
+                .expect("date"),
             rfc3164_offset: FixedOffset::east_opt(0).expect("offset"),
         }
     }
@@ -433,17 +480,29 @@ mod tests {
     #[test]
     fn fraction_and_year_forms() {
         let p = parse("<13>Nov  5 2025 01:02:03 host app: hi", &ctx());
-        assert_eq!(p.timestamp.map(|t| t.to_rfc3339()), Some("2025-11-05T01:02:03+00:00".into()));
-        assert_eq!((p.hostname, p.app, p.message), (Some("host"), Some("app"), "hi"));
+        assert_eq!(
+            p.timestamp.map(|t| t.to_rfc3339()),
+            Some("2025-11-05T01:02:03+00:00".into())
+        );
+        assert_eq!(
+            (p.hostname, p.app, p.message),
+            (Some("host"), Some("app"), "hi")
+        );
         let p = parse("<13>Nov 25 01:02:03.250: app: hi", &ctx());
-        assert_eq!(p.timestamp.map(|t| t.to_rfc3339()), Some("2026-11-25T01:02:03.250+00:00".into()));
+        assert_eq!(
+            p.timestamp.map(|t| t.to_rfc3339()),
+            Some("2026-11-25T01:02:03.250+00:00".into())
+        );
         assert_eq!(p.app, Some("app"));
     }
 
     #[test]
     fn year_rollover() {
         let mut c = ctx();
-        c.now = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 5).single().expect("date");
+        c.now = Utc
+            .with_ymd_and_hms(2027, 1, 1, 0, 0, 5)
+            .single()
+            .expect("date");
         let p = parse("<13>Dec 31 23:59:59 h a: m", &c);
         assert_eq!(p.timestamp.map(|t| t.year()), Some(2026));
     }

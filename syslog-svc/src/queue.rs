@@ -80,7 +80,17 @@ pub fn bounded(capacity: usize, max_bytes: usize, stats: Arc<Stats>) -> (Sender,
         space: Notify::new(),
         stats,
     });
-    (Sender { tx, shared: shared.clone() }, Receiver { rx, shared, batches: Vec::new() })
+    (
+        Sender {
+            tx,
+            shared: shared.clone(),
+        },
+        Receiver {
+            rx,
+            shared,
+            batches: Vec::new(),
+        },
+    )
 }
 
 impl Shared {
@@ -196,7 +206,11 @@ impl Receiver {
     /// Gives back the budget of processed entries and wakes waiting TCP readers.
     pub fn release(&self, bytes: usize) {
         if bytes > 0 {
-            let left = self.shared.bytes.fetch_sub(bytes, Ordering::AcqRel).saturating_sub(bytes);
+            let left = self
+                .shared
+                .bytes
+                .fetch_sub(bytes, Ordering::AcqRel)
+                .saturating_sub(bytes);
             self.shared.stats.queue_bytes.set(left as f64);
             self.shared.space.notify_waiters();
         }

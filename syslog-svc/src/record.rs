@@ -62,7 +62,13 @@ pub struct Identity<'a> {
 }
 
 /// Appends one JSON line (with its `\n`) to `out`.
-pub fn write_line(out: &mut Vec<u8>, meta: &Meta, p: &Parsed<'_>, traceparent: Option<&str>, machine: Option<&Identity<'_>>) {
+pub fn write_line(
+    out: &mut Vec<u8>,
+    meta: &Meta,
+    p: &Parsed<'_>,
+    traceparent: Option<&str>,
+    machine: Option<&Identity<'_>>,
+) {
     out.extend_from_slice(b"{\"received\":\"");
     received_stamp(out, meta.received);
     out.extend_from_slice(b"\",\"transport\":\"");
@@ -146,13 +152,24 @@ fn received_stamp(out: &mut Vec<u8>, t: SystemTime) {
     let secs = d.as_secs();
     let (cached, mut prefix) = SECOND.get();
     if cached != secs {
-        let Some(dt) = i64::try_from(secs).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0)).filter(|dt| dt.year() <= 9999)
+        let Some(dt) = i64::try_from(secs)
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .filter(|dt| dt.year() <= 9999)
         else {
             let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
             return;
         };
         let mut v = Vec::with_capacity(19);
-        date_time(&mut v, dt.year() as u32, dt.month(), dt.day(), dt.hour(), dt.minute(), dt.second());
+        date_time(
+            &mut v,
+            dt.year() as u32,
+            dt.month(),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second(),
+        );
         prefix.copy_from_slice(&v);
         SECOND.set((secs, prefix));
     }
@@ -163,7 +180,15 @@ fn received_stamp(out: &mut Vec<u8>, t: SystemTime) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS`.
-fn date_time(out: &mut Vec<u8>, year: u32, month: u32, day: u32, hour: u32, minute: u32, second: u32) {
+fn date_time(
+    out: &mut Vec<u8>,
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+) {
     digits(out, year, 4);
     out.push(b'-');
     digits(out, month, 2);
@@ -191,7 +216,15 @@ fn sender_stamp(out: &mut Vec<u8>, ts: &DateTime<FixedOffset>) {
         out.extend_from_slice(ts.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
         return;
     }
-    date_time(out, local.year() as u32, local.month(), local.day(), local.hour(), local.minute(), local.second());
+    date_time(
+        out,
+        local.year() as u32,
+        local.month(),
+        local.day(),
+        local.hour(),
+        local.minute(),
+        local.second(),
+    );
     if nanos == 0 {
     } else if nanos.is_multiple_of(1_000_000) {
         out.push(b'.');
@@ -267,7 +300,14 @@ fn string(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
         if e == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 0xf) as usize]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 0xf) as usize],
+            ]);
         } else {
             out.extend_from_slice(&[b'\\', e]);
         }
@@ -306,8 +346,11 @@ fn write_sd(out: &mut Vec<u8>, sd: &[SdElement<'_>]) {
         string(out, e.id);
         out.push(b':');
         out.push(b'{');
-        let params: Vec<&(&str, std::borrow::Cow<'_, str>)> =
-            sd[i..].iter().filter(|x| x.id == e.id).flat_map(|x| x.params.iter()).collect();
+        let params: Vec<&(&str, std::borrow::Cow<'_, str>)> = sd[i..]
+            .iter()
+            .filter(|x| x.id == e.id)
+            .flat_map(|x| x.params.iter())
+            .collect();
         let mut first_param = true;
         for (j, (name, _)) in params.iter().map(|p| (&p.0, &p.1)).enumerate() {
             if params[..j].iter().any(|q| q.0 == *name) {
@@ -319,7 +362,11 @@ fn write_sd(out: &mut Vec<u8>, sd: &[SdElement<'_>]) {
             first_param = false;
             string(out, name);
             out.push(b':');
-            let values: Vec<&str> = params[j..].iter().filter(|q| q.0 == *name).map(|q| q.1.as_ref()).collect();
+            let values: Vec<&str> = params[j..]
+                .iter()
+                .filter(|q| q.0 == *name)
+                .map(|q| q.1.as_ref())
+                .collect();
             if let [one] = values.as_slice() {
                 string(out, one);
             } else {
@@ -353,7 +400,13 @@ mod tests {
             invalid_utf8: false,
         };
         let mut out = Vec::new();
-        write_line(&mut out, &meta, &p, crate::traceparent::extract(&p), machine);
+        write_line(
+            &mut out,
+            &meta,
+            &p,
+            crate::traceparent::extract(&p),
+            machine,
+        );
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
         serde_json::from_slice(&out).expect("valid JSON")
@@ -361,14 +414,27 @@ mod tests {
 
     #[test]
     fn sd_merging_and_repeats() {
-        let v = line(r#"<13>1 - h a - - [x a="1" a="2" b="3"][y c="\"q\""][x d="4"] m"#, None);
-        assert_eq!(v["structured_data"], serde_json::json!({"x": {"a": ["1", "2"], "b": "3", "d": "4"}, "y": {"c": "\"q\""}}));
+        let v = line(
+            r#"<13>1 - h a - - [x a="1" a="2" b="3"][y c="\"q\""][x d="4"] m"#,
+            None,
+        );
+        assert_eq!(
+            v["structured_data"],
+            serde_json::json!({"x": {"a": ["1", "2"], "b": "3", "d": "4"}, "y": {"c": "\"q\""}})
+        );
     }
 
     #[test]
     fn fields_and_machine() {
-        let id = Identity { id: "i", name: "m1", mac: "52:54:00:00:00:01" };
-        let v = line("<165>1 2026-11-25T10:00:00.5+01:00 host app 12 ID1 - hi\nthere", Some(&id));
+        let id = Identity {
+            id: "i",
+            name: "m1",
+            mac: "52:54:00:00:00:01",
+        };
+        let v = line(
+            "<165>1 2026-11-25T10:00:00.5+01:00 host app 12 ID1 - hi\nthere",
+            Some(&id),
+        );
         assert_eq!(v["received"], "1970-01-01T00:00:00.000000Z");
         assert_eq!(v["facility"], "local4");
         assert_eq!(v["severity"], "notice");
@@ -385,12 +451,23 @@ mod tests {
         use std::time::Duration;
         let mut out = Vec::new();
         // received: across seconds, days, leap years, microsecond edges.
-        for secs in [0u64, 59, 86_399, 951_782_400, 1_764_072_000, 4_102_444_799, 253_402_300_799] {
+        for secs in [
+            0u64,
+            59,
+            86_399,
+            951_782_400,
+            1_764_072_000,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
             for micros in [0u32, 1, 999_999, 123_456] {
                 let t = SystemTime::UNIX_EPOCH + Duration::new(secs, micros * 1000 + 999);
                 out.clear();
                 received_stamp(&mut out, t);
-                assert_eq!(String::from_utf8_lossy(&out), humantime::format_rfc3339_micros(t).to_string());
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    humantime::format_rfc3339_micros(t).to_string()
+                );
             }
         }
         // sender timestamps: every fraction width, offsets either side, odd years.
@@ -405,22 +482,50 @@ mod tests {
             let ts = DateTime::parse_from_rfc3339(text).expect("stamp");
             out.clear();
             sender_stamp(&mut out, &ts);
-            assert_eq!(String::from_utf8_lossy(&out), ts.to_rfc3339_opts(SecondsFormat::AutoSi, true), "{text}");
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                ts.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                "{text}"
+            );
         }
-        let odd = FixedOffset::east_opt(3 * 3600 + 7).expect("offset").with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("ts");
+        let odd = FixedOffset::east_opt(3 * 3600 + 7)
+            .expect("offset")
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .expect("ts");
         out.clear();
         sender_stamp(&mut out, &odd);
-        assert_eq!(String::from_utf8_lossy(&out), odd.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            odd.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        );
         let mut all = String::new();
         for c in (0u32..0x80).chain([0xe9, 0xfffd, 0x1f600]) {
             all.push(char::from_u32(c).expect("char"));
         }
-        for text in [all.as_str(), "", "plain", "a\"b\\c\n", "\u{1}x\u{7f}", "tail\t"] {
+        for text in [
+            all.as_str(),
+            "",
+            "plain",
+            "a\"b\\c\n",
+            "\u{1}x\u{7f}",
+            "tail\t",
+        ] {
             out.clear();
             string(&mut out, text);
-            assert_eq!(String::from_utf8_lossy(&out), serde_json::to_string(text).expect("json"), "{text:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                serde_json::to_string(text).expect("json"),
+                "{text:?}"
+            );
         }
-        for a in ["0.0.0.0:0", "255.255.255.255:65535", "10.7.0.12:514", "[::1]:514", "[2001:db8::1%3]:9"] {
+        for a in [
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.7.0.12:514",
+            "[::1]:514",
+            "[2001:db8::1%3]:9",
+        ] {
             let a: SocketAddr = a.parse().expect("addr");
             out.clear();
             source_addr(&mut out, &a);

@@ -159,12 +159,23 @@ mod tests {
 
     #[test]
     fn every_field() {
-        let m = p(r#"1 2026-11-25T10:00:00.5+02:00 host app 42 ID7 [a@1 x="1" y="two"][b] hi  there"#).unwrap();
-        assert_eq!(m.timestamp.unwrap().to_rfc3339(), "2026-11-25T10:00:00.500+02:00");
-        assert_eq!((m.hostname, m.app, m.procid.as_deref(), m.msgid), (Some("host"), Some("app"), Some("42"), Some("ID7")));
+        let m =
+            p(r#"1 2026-11-25T10:00:00.5+02:00 host app 42 ID7 [a@1 x="1" y="two"][b] hi  there"#)
+                .unwrap();
+        assert_eq!(
+            m.timestamp.unwrap().to_rfc3339(),
+            "2026-11-25T10:00:00.500+02:00"
+        );
+        assert_eq!(
+            (m.hostname, m.app, m.procid.as_deref(), m.msgid),
+            (Some("host"), Some("app"), Some("42"), Some("ID7"))
+        );
         assert_eq!(m.structured_data.len(), 2);
         assert_eq!(m.structured_data[0].id, "a@1");
-        assert_eq!(m.structured_data[0].params, vec![("x", Cow::Borrowed("1")), ("y", Cow::Borrowed("two"))]);
+        assert_eq!(
+            m.structured_data[0].params,
+            vec![("x", Cow::Borrowed("1")), ("y", Cow::Borrowed("two"))]
+        );
         assert!(m.structured_data[1].params.is_empty());
         assert_eq!(m.message, "hi  there");
     }
@@ -172,7 +183,10 @@ mod tests {
     #[test]
     fn nil_fields_and_no_message() {
         let m = p("1 - - - - - -").unwrap();
-        assert_eq!((m.timestamp, m.hostname, m.app, m.procid, m.msgid), (None, None, None, None, None));
+        assert_eq!(
+            (m.timestamp, m.hostname, m.app, m.procid, m.msgid),
+            (None, None, None, None, None)
+        );
         assert!(m.structured_data.is_empty());
         assert_eq!(m.message, "");
         assert_eq!(p("1 - - - - - - ").unwrap().message, "");
@@ -188,30 +202,36 @@ mod tests {
     fn escapes_in_values() {
         let m = p(r#"1 - h a - - [x v="a\"b\]c\\d" w="\n"] m"#).unwrap();
         assert_eq!(m.structured_data[0].params[0].1, r#"a"b]c\d"#);
-        assert_eq!(m.structured_data[0].params[1].1, r"\n", "a backslash before anything else is itself");
+        assert_eq!(
+            m.structured_data[0].params[1].1, r"\n",
+            "a backslash before anything else is itself"
+        );
         assert_eq!(m.message, "m");
     }
 
     #[test]
     fn timestamp_without_offset_is_utc() {
         let m = p("1 2026-11-25T10:00:00 h a - - -").unwrap();
-        assert_eq!(m.timestamp.unwrap().to_rfc3339(), "2026-11-25T10:00:00+00:00");
+        assert_eq!(
+            m.timestamp.unwrap().to_rfc3339(),
+            "2026-11-25T10:00:00+00:00"
+        );
     }
 
     #[test]
     fn malformed_headers() {
         for bad in [
-            "1 2026-13-45T10:00:00Z h a p m - x",   // no such date
-            "1 - host app - - hello",               // no STRUCTURED-DATA
-            "1 - h a - -",                          // header ends early
-            "1  - h a - - -",                       // empty field
-            "1 - h a - - [x",                       // element not closed
-            "1 - h a - - [x a=\"1]",                // value not closed
-            "1 - h a - - [x a=1]",                  // value not quoted
-            "1 - h a - - [] m",                     // empty SD-ID
-            "1 - h a - - [x][y]m",                  // no space before MSG
-            "1 - h a - - -m",                       // no space before MSG
-            "x - h a - - -",                        // version not a number
+            "1 2026-13-45T10:00:00Z h a p m - x", // no such date
+            "1 - host app - - hello",             // no STRUCTURED-DATA
+            "1 - h a - -",                        // header ends early
+            "1  - h a - - -",                     // empty field
+            "1 - h a - - [x",                     // element not closed
+            "1 - h a - - [x a=\"1]",              // value not closed
+            "1 - h a - - [x a=1]",                // value not quoted
+            "1 - h a - - [] m",                   // empty SD-ID
+            "1 - h a - - [x][y]m",                // no space before MSG
+            "1 - h a - - -m",                     // no space before MSG
+            "x - h a - - -",                      // version not a number
         ] {
             assert!(p(bad).is_none(), "{bad:?} parsed");
         }

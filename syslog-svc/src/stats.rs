@@ -16,7 +16,10 @@ pub struct Stat {
 
 impl Stat {
     fn new(metric: Counter) -> Self {
-        Stat { local: AtomicU64::new(0), metric }
+        Stat {
+            local: AtomicU64::new(0),
+            metric,
+        }
     }
     pub fn add(&self, n: u64) {
         if n > 0 {
@@ -68,7 +71,9 @@ impl Stats {
         Stats {
             received_udp: Stat::new(counter!("syslog_received_total", "transport" => "udp")),
             received_tcp: Stat::new(counter!("syslog_received_total", "transport" => "tcp")),
-            dropped_queue_full: Stat::new(counter!("syslog_dropped_total", "reason" => "queue_full")),
+            dropped_queue_full: Stat::new(
+                counter!("syslog_dropped_total", "reason" => "queue_full"),
+            ),
             dropped_empty: Stat::new(counter!("syslog_dropped_total", "reason" => "empty")),
             written: Stat::new(counter!("syslog_written_total")),
             parse_errors: Stat::new(counter!("syslog_parse_errors_total")),
@@ -102,24 +107,73 @@ impl Stats {
 /// Registers every description (`# HELP`); call once the recorder is installed.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge};
-    describe_counter!("syslog_received_total", "Syslog messages taken off the sockets, by transport (udp, tcp), before any drop.");
-    describe_counter!("syslog_dropped_total", "Syslog messages dropped, by reason (queue_full: UDP overflow; empty: only whitespace or NULs).");
-    describe_counter!("syslog_written_total", "Syslog messages written as JSON lines (parsed or kept raw).");
-    describe_counter!("syslog_parsed_total", "Syslog messages whose header parsed cleanly (RFC 5424 or RFC 3164).");
-    describe_counter!("syslog_parse_errors_total", "Syslog messages with an unreadable header, kept raw with parse_error.");
-    describe_counter!("syslog_invalid_utf8_total", "Syslog messages that were not valid UTF-8 (kept with replacement characters).");
-    describe_counter!("syslog_truncated_total", "TCP syslog frames cut at --max-message.");
-    describe_counter!("syslog_unattributed_total", "Syslog messages whose source address is not a registered machine.");
-    describe_counter!("syslog_output_errors_total", "Failed writes or flushes of the syslog output.");
-    describe_counter!("syslog_output_rotations_total", "Rotations of the syslog output file.");
-    describe_counter!("syslog_tcp_connections_total", "TCP syslog connections accepted.");
-    describe_counter!("syslog_tcp_rejected_total", "TCP syslog connections refused because --tcp-max-connections were open.");
-    describe_counter!("syslog_udp_receive_errors_total", "Errors receiving on the UDP syslog socket.");
-    describe_counter!("syslog_store_evicted_machines_total", "Machines whose recent-log ring was evicted to stay within the store limits.");
+    describe_counter!(
+        "syslog_received_total",
+        "Syslog messages taken off the sockets, by transport (udp, tcp), before any drop."
+    );
+    describe_counter!(
+        "syslog_dropped_total",
+        "Syslog messages dropped, by reason (queue_full: UDP overflow; empty: only whitespace or NULs)."
+    );
+    describe_counter!(
+        "syslog_written_total",
+        "Syslog messages written as JSON lines (parsed or kept raw)."
+    );
+    describe_counter!(
+        "syslog_parsed_total",
+        "Syslog messages whose header parsed cleanly (RFC 5424 or RFC 3164)."
+    );
+    describe_counter!(
+        "syslog_parse_errors_total",
+        "Syslog messages with an unreadable header, kept raw with parse_error."
+    );
+    describe_counter!(
+        "syslog_invalid_utf8_total",
+        "Syslog messages that were not valid UTF-8 (kept with replacement characters)."
+    );
+    describe_counter!(
+        "syslog_truncated_total",
+        "TCP syslog frames cut at --max-message."
+    );
+    describe_counter!(
+        "syslog_unattributed_total",
+        "Syslog messages whose source address is not a registered machine."
+    );
+    describe_counter!(
+        "syslog_output_errors_total",
+        "Failed writes or flushes of the syslog output."
+    );
+    describe_counter!(
+        "syslog_output_rotations_total",
+        "Rotations of the syslog output file."
+    );
+    describe_counter!(
+        "syslog_tcp_connections_total",
+        "TCP syslog connections accepted."
+    );
+    describe_counter!(
+        "syslog_tcp_rejected_total",
+        "TCP syslog connections refused because --tcp-max-connections were open."
+    );
+    describe_counter!(
+        "syslog_udp_receive_errors_total",
+        "Errors receiving on the UDP syslog socket."
+    );
+    describe_counter!(
+        "syslog_store_evicted_machines_total",
+        "Machines whose recent-log ring was evicted to stay within the store limits."
+    );
     describe_gauge!("syslog_tcp_connections", "Open TCP syslog connections.");
     describe_gauge!("syslog_queue_depth", "Messages queued for the writer.");
-    describe_gauge!("syslog_queue_bytes", Unit::Bytes, "Bytes queued for the writer.");
-    describe_gauge!("syslog_store_machines", "Machines with recent log lines kept for the query API.");
+    describe_gauge!(
+        "syslog_queue_bytes",
+        Unit::Bytes,
+        "Bytes queued for the writer."
+    );
+    describe_gauge!(
+        "syslog_store_machines",
+        "Machines with recent log lines kept for the query API."
+    );
 }
 
 impl Default for Stats {

@@ -71,7 +71,14 @@ const LINE_OVERHEAD: usize = 48;
 
 impl Store {
     pub fn new(limits: StoreLimits) -> Self {
-        Store { limits, machines: HashMap::new(), by_mac: HashMap::new(), total_bytes: 0, seq: 0, evicted: 0 }
+        Store {
+            limits,
+            machines: HashMap::new(),
+            by_mac: HashMap::new(),
+            total_bytes: 0,
+            seq: 0,
+            evicted: 0,
+        }
     }
 
     pub fn machines(&self) -> usize {
@@ -103,10 +110,19 @@ impl Store {
         if !self.machines.contains_key(&hw.id) {
             self.machines.insert(
                 hw.id.clone(),
-                MachineLog { name: String::new(), revision: u64::MAX, macs: Vec::new(), ring: VecDeque::new(), bytes: 0, last_seq: 0 },
+                MachineLog {
+                    name: String::new(),
+                    revision: u64::MAX,
+                    macs: Vec::new(),
+                    ring: VecDeque::new(),
+                    bytes: 0,
+                    last_seq: 0,
+                },
             );
         }
-        let Some(log) = self.machines.get_mut(&hw.id) else { return };
+        let Some(log) = self.machines.get_mut(&hw.id) else {
+            return;
+        };
         if log.revision != hw.revision {
             // New machine, or its record changed: refresh its name and MAC index.
             for m in &log.macs {
@@ -116,7 +132,11 @@ impl Store {
             }
             log.name = hw.name.clone();
             log.revision = hw.revision;
-            log.macs = hw.interfaces.iter().filter_map(|i| MacAddr::parse(&i.mac).ok()).collect();
+            log.macs = hw
+                .interfaces
+                .iter()
+                .filter_map(|i| MacAddr::parse(&i.mac).ok())
+                .collect();
             for m in &log.macs {
                 self.by_mac.insert(*m, hw.id.clone());
             }
@@ -126,7 +146,9 @@ impl Store {
         log.last_seq = seq;
         self.total_bytes += cost;
         // The newest line always stays, even if it alone is over the byte limit.
-        while log.ring.len() > 1 && (log.ring.len() > self.limits.messages || log.bytes > self.limits.bytes) {
+        while log.ring.len() > 1
+            && (log.ring.len() > self.limits.messages || log.bytes > self.limits.bytes)
+        {
             if let Some(old) = log.ring.pop_front() {
                 let c = old.json.len() + LINE_OVERHEAD;
                 log.bytes -= c;
@@ -134,7 +156,8 @@ impl Store {
             }
         }
         while self.machines.len() > 1
-            && (self.machines.len() > self.limits.machines || self.total_bytes > self.limits.total_bytes)
+            && (self.machines.len() > self.limits.machines
+                || self.total_bytes > self.limits.total_bytes)
         {
             self.evict_oldest(&hw.id);
         }
@@ -170,10 +193,18 @@ impl Store {
     /// The newest `limit` lines of machine `id` received at or after `since`, oldest first.
     pub fn query(&self, id: &str, since: Option<SystemTime>, limit: usize) -> Option<MachineLines> {
         let log = self.machines.get(id)?;
-        let newer = log.ring.iter().rev().take_while(|l| since.is_none_or(|s| l.received >= s));
+        let newer = log
+            .ring
+            .iter()
+            .rev()
+            .take_while(|l| since.is_none_or(|s| l.received >= s));
         let mut lines: Vec<Box<str>> = newer.take(limit).map(|l| l.json.clone()).collect();
         lines.reverse();
-        Some(MachineLines { id: id.to_string(), name: log.name.clone(), lines })
+        Some(MachineLines {
+            id: id.to_string(),
+            name: log.name.clone(),
+            lines,
+        })
     }
 
     pub fn list(&self) -> Vec<MachineSummary> {
@@ -203,7 +234,10 @@ mod tests {
             id: format!("id{n}"),
             name: format!("m{n}"),
             revision: 1,
-            interfaces: vec![Interface { mac: format!("52:54:00:00:00:{n:02x}"), ..Default::default() }],
+            interfaces: vec![Interface {
+                mac: format!("52:54:00:00:00:{n:02x}"),
+                ..Default::default()
+            }],
             ..Default::default()
         })
     }
@@ -214,16 +248,31 @@ mod tests {
 
     #[test]
     fn ring_and_machine_bounds() {
-        let mut s = Store::new(StoreLimits { messages: 3, bytes: 1 << 20, machines: 2, total_bytes: 1 << 20 });
+        let mut s = Store::new(StoreLimits {
+            messages: 3,
+            bytes: 1 << 20,
+            machines: 2,
+            total_bytes: 1 << 20,
+        });
         let t0 = SystemTime::UNIX_EPOCH;
         for i in 0..5u64 {
             s.push(&hw(1), t0 + Duration::from_secs(i), &format!("a{i}"));
         }
-        let q = s.query(s.id_for(&mac(1)).expect("known"), None, 100).expect("log");
-        assert_eq!(q.lines, vec!["a2".into(), "a3".into(), "a4".into()] as Vec<Box<str>>);
-        let q = s.query("id1", Some(t0 + Duration::from_secs(4)), 100).expect("log");
+        let q = s
+            .query(s.id_for(&mac(1)).expect("known"), None, 100)
+            .expect("log");
+        assert_eq!(
+            q.lines,
+            vec!["a2".into(), "a3".into(), "a4".into()] as Vec<Box<str>>
+        );
+        let q = s
+            .query("id1", Some(t0 + Duration::from_secs(4)), 100)
+            .expect("log");
         assert_eq!(q.lines.len(), 1);
-        assert_eq!(s.query("id1", None, 2).expect("log").lines, vec!["a3".into(), "a4".into()] as Vec<Box<str>>);
+        assert_eq!(
+            s.query("id1", None, 2).expect("log").lines,
+            vec!["a3".into(), "a4".into()] as Vec<Box<str>>
+        );
 
         s.push(&hw(2), t0, "b");
         s.push(&hw(1), t0, "a5");
@@ -236,7 +285,12 @@ mod tests {
 
     #[test]
     fn byte_bounds() {
-        let mut s = Store::new(StoreLimits { messages: 1000, bytes: 500, machines: 100, total_bytes: 1200 });
+        let mut s = Store::new(StoreLimits {
+            messages: 1000,
+            bytes: 500,
+            machines: 100,
+            total_bytes: 1200,
+        });
         let line = "x".repeat(100);
         for n in 0..10 {
             for _ in 0..10 {
@@ -244,7 +298,11 @@ mod tests {
             }
             assert!(s.total_bytes() <= 1200);
         }
-        assert_eq!(s.query("id9", None, 100).expect("log").lines.len(), 3, "500 bytes hold three 148-byte lines");
+        assert_eq!(
+            s.query("id9", None, 100).expect("log").lines.len(),
+            3,
+            "500 bytes hold three 148-byte lines"
+        );
         assert_eq!(s.machines(), 2);
     }
 }

@@ -35,9 +35,16 @@ pub fn from_text(text: &str) -> Option<&str> {
             continue;
         }
         let start = eq + 1;
-        let start = if text.as_bytes().get(start) == Some(&b'"') { start + 1 } else { start };
+        let start = if text.as_bytes().get(start) == Some(&b'"') {
+            start + 1
+        } else {
+            start
+        };
         if let Some(v) = text.get(start..start + LEN) {
-            let ends_cleanly = text.as_bytes().get(start + LEN).is_none_or(|b| !b.is_ascii_alphanumeric());
+            let ends_cleanly = text
+                .as_bytes()
+                .get(start + LEN)
+                .is_none_or(|b| !b.is_ascii_alphanumeric());
             if ends_cleanly && is_valid(v) {
                 return Some(v);
             }
@@ -51,7 +58,11 @@ pub fn from_text(text: &str) -> Option<&str> {
 /// of the span that handed the traceparent out (the `auto.ipxe` request), so a trace
 /// backend shows the installer's log lines inside the boot. Lines without a traceparent
 /// cost nothing here.
-pub fn record_span(traceparent: &str, p: &Parsed<'_>, machine: Option<&crate::record::Identity<'_>>) {
+pub fn record_span(
+    traceparent: &str,
+    p: &Parsed<'_>,
+    machine: Option<&crate::record::Identity<'_>>,
+) {
     if !ironboot_telemetry::trace::exporting() {
         return;
     }
@@ -64,7 +75,10 @@ pub fn record_span(traceparent: &str, p: &Parsed<'_>, machine: Option<&crate::re
         mac = machine.map(|m| m.mac).unwrap_or(""),
         machine = machine.map(|m| m.name).unwrap_or(""),
     );
-    ironboot_telemetry::trace::set_parent(&span, ironboot_telemetry::TraceParent::parse(traceparent));
+    ironboot_telemetry::trace::set_parent(
+        &span,
+        ironboot_telemetry::TraceParent::parse(traceparent),
+    );
     span.in_scope(|| {});
 }
 
@@ -82,9 +96,15 @@ mod tests {
 
     #[test]
     fn text_forms() {
-        assert_eq!(from_text(&format!("booting traceparent={TP} now")), Some(TP));
+        assert_eq!(
+            from_text(&format!("booting traceparent={TP} now")),
+            Some(TP)
+        );
         assert_eq!(from_text(&format!("x traceparent=\"{TP}\"")), Some(TP));
-        assert_eq!(from_text(&format!("traceparent=bad traceparent={TP}")), Some(TP));
+        assert_eq!(
+            from_text(&format!("traceparent=bad traceparent={TP}")),
+            Some(TP)
+        );
         assert_eq!(from_text(&format!("traceparent={TP}ff")), None);
         assert_eq!(from_text("traceparent="), None);
         assert_eq!(from_text("traceparent=é"), None);
@@ -94,8 +114,14 @@ mod tests {
     fn validity() {
         assert!(is_valid(TP));
         assert!(!is_valid(&TP.to_uppercase()));
-        assert!(!is_valid("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-        assert!(!is_valid("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
-        assert!(!is_valid("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert!(!is_valid(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+        assert!(!is_valid(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"
+        ));
+        assert!(!is_valid(
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
     }
 }

@@ -89,8 +89,16 @@ pub fn source_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
 fn interface_index(hw: &Hardware, ip: Ipv4Addr) -> Option<usize> {
     hw.interfaces
         .iter()
-        .position(|i| i.dhcp.as_ref().is_some_and(|d| d.ip.parse::<Ipv4Addr>().ok() == Some(ip)))
-        .or(if hw.interfaces.is_empty() { None } else { Some(0) })
+        .position(|i| {
+            i.dhcp
+                .as_ref()
+                .is_some_and(|d| d.ip.parse::<Ipv4Addr>().ok() == Some(ip))
+        })
+        .or(if hw.interfaces.is_empty() {
+            None
+        } else {
+            Some(0)
+        })
 }
 
 impl Writer {
@@ -102,9 +110,16 @@ impl Writer {
             if self.rx.blocking_recv_many(&mut batch, BATCH) == 0 {
                 break;
             }
-            let ctx = ParseContext { now: Utc::now(), rfc3164_offset: self.rfc3164_offset };
+            let ctx = ParseContext {
+                now: Utc::now(),
+                rfc3164_offset: self.rfc3164_offset,
+            };
             let released: usize = batch.iter().map(Receiver::cost).sum();
-            let half = if batch.len() >= PARALLEL_MIN { batch.len() / 2 } else { batch.len() };
+            let half = if batch.len() >= PARALLEL_MIN {
+                batch.len() / 2
+            } else {
+                batch.len()
+            };
             let (a, b) = batch.split_at(half);
             let cache = &self.cache;
             std::thread::scope(|scope| {
@@ -156,7 +171,9 @@ impl Writer {
         for l in ring.drain(..) {
             store.push_owned(&l.hw, l.received, l.json);
         }
-        self.stats.store_evicted_machines.add(store.evicted() - before);
+        self.stats
+            .store_evicted_machines
+            .add(store.evicted() - before);
         self.stats.store_machines.set(store.machines() as f64);
     }
 
@@ -216,7 +233,13 @@ fn render(cache: &HardwareCache, entries: &[Entry], ctx: &ParseContext, part: &m
 }
 
 /// One message: parsed, attributed and its line appended to `part`.
-fn render_one(cache: &HardwareCache, e: &Entry, ctx: &ParseContext, part: &mut Part, last: &mut LastSource) {
+fn render_one(
+    cache: &HardwareCache,
+    e: &Entry,
+    ctx: &ParseContext,
+    part: &mut Part,
+    last: &mut LastSource,
+) {
     let counts = &mut part.counts;
     {
         let (text, invalid_utf8) = match std::str::from_utf8(&e.data) {
@@ -235,13 +258,19 @@ fn render_one(cache: &HardwareCache, e: &Entry, ctx: &ParseContext, part: &mut P
         if last.ip != Some(source_ip) {
             let ip = source_ipv4(source_ip);
             last.ip = Some(source_ip);
-            last.found = ip.and_then(|ip| cache.by_ip(ip).map(|hw| (hw.clone(), interface_index(&hw, ip))));
+            last.found = ip.and_then(|ip| {
+                cache
+                    .by_ip(ip)
+                    .map(|hw| (hw.clone(), interface_index(&hw, ip)))
+            });
         }
         let hw = last.found.as_ref().map(|(hw, _)| hw);
         let identity = match &last.found {
-            Some((hw, iface)) => {
-                Some(Identity { id: &hw.id, name: &hw.name, mac: iface.map(|i| hw.interfaces[i].mac.as_str()).unwrap_or("") })
-            }
+            Some((hw, iface)) => Some(Identity {
+                id: &hw.id,
+                name: &hw.name,
+                mac: iface.map(|i| hw.interfaces[i].mac.as_str()).unwrap_or(""),
+            }),
             None => {
                 counts.unattributed += 1;
                 None
@@ -264,7 +293,11 @@ fn render_one(cache: &HardwareCache, e: &Entry, ctx: &ParseContext, part: &mut P
         counts.written += 1;
         if let Some(hw) = hw {
             let json = std::str::from_utf8(&part.buf[start..part.buf.len() - 1]).unwrap_or("");
-            part.ring.push(RingLine { hw: hw.clone(), received: e.received, json: json.into() });
+            part.ring.push(RingLine {
+                hw: hw.clone(),
+                received: e.received,
+                json: json.into(),
+            });
         }
     }
 }

@@ -16,7 +16,10 @@ fn render(input: &[u8]) -> Value {
         Err(_) => (String::from_utf8_lossy(input), true),
     };
     let ctx = ParseContext {
-        now: Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).single().expect("date"),
+        now: Utc
+            .with_ymd_and_hms(2026, 11, 25, 12, 0, 0)
+            .single()
+            .expect("date"),
         rfc3164_offset: FixedOffset::east_opt(0).expect("offset"),
     };
     let p = parse(&text, &ctx);
@@ -28,7 +31,11 @@ fn render(input: &[u8]) -> Value {
         invalid_utf8,
     };
     let mut out = Vec::new();
-    let id = Identity { id: "hw-1", name: "node1", mac: "52:54:00:00:00:01" };
+    let id = Identity {
+        id: "hw-1",
+        name: "node1",
+        mac: "52:54:00:00:00:01",
+    };
     write_line(&mut out, &meta, &p, traceparent::extract(&p), Some(&id));
     let mut v: Value = serde_json::from_slice(&out).expect("valid JSON");
     let o = v.as_object_mut().expect("object");
@@ -185,8 +192,16 @@ fn golden() {
     for (name, input, want) in cases() {
         let got = render(&input);
         if got != want {
-            failures.push(format!("{name}\n  input: {:?}\n  want:  {want}\n  got:   {got}", String::from_utf8_lossy(&input)));
+            failures.push(format!(
+                "{name}\n  input: {:?}\n  want:  {want}\n  got:   {got}",
+                String::from_utf8_lossy(&input)
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} golden case(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden case(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

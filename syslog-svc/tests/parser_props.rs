@@ -12,7 +12,10 @@ use syslog_svc::traceparent;
 
 fn ctx() -> ParseContext {
     ParseContext {
-        now: Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).single().expect("date"),
+        now: Utc
+            .with_ymd_and_hms(2026, 11, 25, 12, 0, 0)
+            .single()
+            .expect("date"),
         rfc3164_offset: FixedOffset::east_opt(0).expect("offset"),
     }
 }
@@ -80,7 +83,9 @@ fn sd_value() -> impl Strategy<Value = String> {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace(']', "\\]")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace(']', "\\]")
 }
 
 proptest! {

@@ -13,8 +13,15 @@ use hardware_api::testing::TestRegistry;
 const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn logger(args: &[&str]) {
-    let out = Command::new("logger").args(args).output().expect("run logger");
-    assert!(out.status.success(), "logger {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("logger")
+        .args(args)
+        .output()
+        .expect("run logger");
+    assert!(
+        out.status.success(),
+        "logger {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -23,26 +30,94 @@ fn logger_udp_and_tcp_in_both_formats() {
     private_network(&["10.77.0.2"]);
     runtime().block_on(async {
         let reg = TestRegistry::start().await;
-        reg.put_yaml(&machine_yaml("node2", "52:54:00:77:00:02", "10.77.0.2")).await;
+        reg.put_yaml(&machine_yaml("node2", "52:54:00:77:00:02", "10.77.0.2"))
+            .await;
         let mut svc = Svc::start(&reg, &[]).await;
         let (u, t) = (svc.udp.port().to_string(), svc.tcp.port().to_string());
         let sd = format!("traceparent=\"{TP}\"");
-        let base = |port: &str| vec!["-n".to_string(), "10.77.0.2".into(), "-P".into(), port.to_string()];
+        let base = |port: &str| {
+            vec![
+                "-n".to_string(),
+                "10.77.0.2".into(),
+                "-P".into(),
+                port.to_string(),
+            ]
+        };
         let run = |mut a: Vec<String>, more: &[&str]| {
             a.extend(more.iter().map(|s| s.to_string()));
             logger(&a.iter().map(String::as_str).collect::<Vec<_>>());
         };
-        run(base(&u), &["-d", "--rfc5424", "--sd-id", "trace@32473", "--sd-param", &sd, "-t", "inst", "-p", "local0.info", "udp 5424"]);
-        run(base(&u), &["-d", "--rfc3164", "-t", "inst", "-p", "daemon.err", "udp 3164"]);
-        run(base(&t), &["-T", "--rfc5424", "--sd-id", "zoo@123", "--sd-param", "tiger=\"hungry \\\"big\\\" cat\"", "-t", "inst", "tcp 5424"]);
-        run(base(&t), &["-T", "--octet-count", "--rfc3164", "-t", "inst", "tcp 3164 octet-counted"]);
+        run(
+            base(&u),
+            &[
+                "-d",
+                "--rfc5424",
+                "--sd-id",
+                "trace@32473",
+                "--sd-param",
+                &sd,
+                "-t",
+                "inst",
+                "-p",
+                "local0.info",
+                "udp 5424",
+            ],
+        );
+        run(
+            base(&u),
+            &[
+                "-d",
+                "--rfc3164",
+                "-t",
+                "inst",
+                "-p",
+                "daemon.err",
+                "udp 3164",
+            ],
+        );
+        run(
+            base(&t),
+            &[
+                "-T",
+                "--rfc5424",
+                "--sd-id",
+                "zoo@123",
+                "--sd-param",
+                "tiger=\"hungry \\\"big\\\" cat\"",
+                "-t",
+                "inst",
+                "tcp 5424",
+            ],
+        );
+        run(
+            base(&t),
+            &[
+                "-T",
+                "--octet-count",
+                "--rfc3164",
+                "-t",
+                "inst",
+                "tcp 3164 octet-counted",
+            ],
+        );
         let lines = wait_lines(&svc.out, 4, Duration::from_secs(10)).await;
         assert_eq!(lines.len(), 4, "{lines:#?}");
-        let by_msg = |m: &str| lines.iter().find(|l| l["message"] == m).unwrap_or_else(|| panic!("no line {m:?} in {lines:#?}"));
+        let by_msg = |m: &str| {
+            lines
+                .iter()
+                .find(|l| l["message"] == m)
+                .unwrap_or_else(|| panic!("no line {m:?} in {lines:#?}"))
+        };
 
         let l = by_msg("udp 5424");
-        assert_eq!((l["transport"].as_str(), l["format"].as_str()), (Some("udp"), Some("rfc5424")));
-        assert_eq!((l["facility"].as_str(), l["severity"].as_str()), (Some("local0"), Some("info")));
+        assert_eq!(
+            (l["transport"].as_str(), l["format"].as_str()),
+            (Some("udp"), Some("rfc5424"))
+        );
+        assert_eq!(
+            (l["facility"].as_str(), l["severity"].as_str()),
+            (Some("local0"), Some("info"))
+        );
         assert_eq!(l["app"], "inst");
         assert_eq!(l["structured_data"]["trace@32473"]["traceparent"], TP);
         assert_eq!(l["traceparent"], TP);
@@ -50,26 +125,48 @@ fn logger_udp_and_tcp_in_both_formats() {
         assert!(l["timestamp"].is_string());
 
         let l = by_msg("udp 3164");
-        assert_eq!((l["transport"].as_str(), l["format"].as_str()), (Some("udp"), Some("rfc3164")));
-        assert_eq!((l["facility"].as_str(), l["severity"].as_str()), (Some("daemon"), Some("err")));
+        assert_eq!(
+            (l["transport"].as_str(), l["format"].as_str()),
+            (Some("udp"), Some("rfc3164"))
+        );
+        assert_eq!(
+            (l["facility"].as_str(), l["severity"].as_str()),
+            (Some("daemon"), Some("err"))
+        );
         assert_eq!(l["app"], "inst");
         assert!(l["hostname"].is_string() && l["timestamp"].is_string());
 
         let l = by_msg("tcp 5424");
-        assert_eq!((l["transport"].as_str(), l["format"].as_str()), (Some("tcp"), Some("rfc5424")));
-        assert_eq!(l["structured_data"]["zoo@123"]["tiger"], "hungry \"big\" cat");
+        assert_eq!(
+            (l["transport"].as_str(), l["format"].as_str()),
+            (Some("tcp"), Some("rfc5424"))
+        );
+        assert_eq!(
+            l["structured_data"]["zoo@123"]["tiger"],
+            "hungry \"big\" cat"
+        );
 
         let l = by_msg("tcp 3164 octet-counted");
-        assert_eq!((l["transport"].as_str(), l["format"].as_str()), (Some("tcp"), Some("rfc3164")));
+        assert_eq!(
+            (l["transport"].as_str(), l["format"].as_str()),
+            (Some("tcp"), Some("rfc3164"))
+        );
 
         for l in &lines {
             assert_eq!(l["machine"]["name"], "node2", "{l}");
             assert_eq!(l["machine"]["mac"], "52:54:00:77:00:02");
-            assert!(l["source"].as_str().is_some_and(|s| s.starts_with("10.77.0.2:")));
+            assert!(
+                l["source"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("10.77.0.2:"))
+            );
             assert!(l.get("parse_error").is_none());
         }
         let s = svc.stats();
-        assert_eq!((s.received_udp.get(), s.received_tcp.get(), s.written.get()), (2, 2, 4));
+        assert_eq!(
+            (s.received_udp.get(), s.received_tcp.get(), s.written.get()),
+            (2, 2, 4)
+        );
         svc.stop().await;
     });
 }
@@ -144,20 +241,35 @@ fn query_api_returns_exactly_one_machines_messages() {
     runtime().block_on(async {
         let reg = TestRegistry::start().await;
         for n in 11..=13 {
-            reg.put_yaml(&machine_yaml(&format!("m{n}"), &format!("52:54:00:77:00:{n}"), &format!("10.77.0.{n}"))).await;
+            reg.put_yaml(&machine_yaml(
+                &format!("m{n}"),
+                &format!("52:54:00:77:00:{n}"),
+                &format!("10.77.0.{n}"),
+            ))
+            .await;
         }
         let mut svc = Svc::start(&reg, &["--ring-messages=50"]).await;
         let target = std::net::SocketAddr::from(([10, 77, 0, 11], svc.udp.port()));
         // Interleaved senders: m11 sends 80 (ring keeps 50), m12 20, m13 5, an unknown 10.
         let socks: Vec<(u8, UdpSocket, usize)> = [(11u8, 80usize), (12, 20), (13, 5), (20, 10)]
             .into_iter()
-            .map(|(n, count)| (n, UdpSocket::bind(format!("10.77.0.{n}:0")).expect("bind source"), count))
+            .map(|(n, count)| {
+                (
+                    n,
+                    UdpSocket::bind(format!("10.77.0.{n}:0")).expect("bind source"),
+                    count,
+                )
+            })
             .collect();
         let mut sent = 0;
         for i in 0..80 {
             for (n, s, count) in &socks {
                 if i < *count {
-                    s.send_to(format!("<14>host{n} app: from {n} seq {i}").as_bytes(), target).expect("send");
+                    s.send_to(
+                        format!("<14>host{n} app: from {n} seq {i}").as_bytes(),
+                        target,
+                    )
+                    .expect("send");
                     sent += 1;
                 }
             }
@@ -165,9 +277,18 @@ fn query_api_returns_exactly_one_machines_messages() {
         // And m12 once over TCP, from its own address.
         {
             let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-            sock.bind("10.77.0.12:0".parse().expect("addr")).expect("bind");
-            let mut c = sock.connect(std::net::SocketAddr::from(([10, 77, 0, 11], svc.tcp.port()))).await.expect("connect");
-            tokio::io::AsyncWriteExt::write_all(&mut c, b"<14>host12 app: from 12 over tcp\n").await.expect("write");
+            sock.bind("10.77.0.12:0".parse().expect("addr"))
+                .expect("bind");
+            let mut c = sock
+                .connect(std::net::SocketAddr::from((
+                    [10, 77, 0, 11],
+                    svc.tcp.port(),
+                )))
+                .await
+                .expect("connect");
+            tokio::io::AsyncWriteExt::write_all(&mut c, b"<14>host12 app: from 12 over tcp\n")
+                .await
+                .expect("write");
         }
         sent += 1;
         let lines = wait_lines(&svc.out, sent, Duration::from_secs(10)).await;
@@ -180,9 +301,19 @@ fn query_api_returns_exactly_one_machines_messages() {
         assert_eq!(v["name"], "m12");
         let msgs = v["messages"].as_array().expect("messages");
         assert_eq!(msgs.len(), 21);
-        assert!(msgs.iter().all(|m| m["machine"]["name"] == "m12" && m["message"].as_str().is_some_and(|t| t.starts_with("from 12 "))));
+        assert!(msgs.iter().all(|m| {
+            m["machine"]["name"] == "m12"
+                && m["message"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("from 12 "))
+        }));
         // UDP and TCP take different paths: the TCP line is there, not necessarily last.
-        assert_eq!(msgs.iter().filter(|m| m["message"] == "from 12 over tcp").count(), 1);
+        assert_eq!(
+            msgs.iter()
+                .filter(|m| m["message"] == "from 12 over tcp")
+                .count(),
+            1
+        );
 
         let (_, body) = http_get(svc.http, "/machines/52:54:00:77:00:11/logs?limit=1000").await;
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -198,7 +329,11 @@ fn query_api_returns_exactly_one_machines_messages() {
         let (_, body) = http_get(svc.http, "/machines/52:54:00:77:00:13/logs?since=1h").await;
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(v["count"], 5);
-        let (_, body) = http_get(svc.http, "/machines/52:54:00:77:00:13/logs?since=2099-01-01T00:00:00Z").await;
+        let (_, body) = http_get(
+            svc.http,
+            "/machines/52:54:00:77:00:13/logs?since=2099-01-01T00:00:00Z",
+        )
+        .await;
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(v["count"], 0);
 

@@ -21,7 +21,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -46,7 +50,13 @@ fn flood_is_bounded_and_drops_are_counted() {
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .expect("open fifo reader");
-        let mut svc = Svc::start_with_output(&reg, &["--queue-capacity=100000", "--queue-bytes=4MiB"], dir, fifo.clone()).await;
+        let mut svc = Svc::start_with_output(
+            &reg,
+            &["--queue-capacity=100000", "--queue-bytes=4MiB"],
+            dir,
+            fifo.clone(),
+        )
+        .await;
 
         let before = rss_kib();
         let payload = vec![b'x'; 1000];
@@ -64,7 +74,9 @@ fn flood_is_bounded_and_drops_are_counted() {
         let s = svc.stats();
         let received = s.received_udp.get();
         let dropped = s.dropped_queue_full.get();
-        eprintln!("flood: sent {total}, received {received}, dropped {dropped}, RSS grew {grown} KiB");
+        eprintln!(
+            "flood: sent {total}, received {received}, dropped {dropped}, RSS grew {grown} KiB"
+        );
         assert!(received > 10_000, "the flood arrived ({received})");
         assert!(dropped > 0, "a stalled writer must cause counted drops");
         assert!(grown < 40 * 1024, "RSS grew {grown} KiB with a 4 MiB queue");
@@ -95,13 +107,22 @@ fn flood_is_bounded_and_drops_are_counted() {
             }
             lines
         });
-        let lines = tokio::task::spawn_blocking(move || drain.join().expect("drain")).await.expect("join");
+        let lines = tokio::task::spawn_blocking(move || drain.join().expect("drain"))
+            .await
+            .expect("join");
         let s = svc.stats();
         assert_eq!(s.received_udp.get(), received, "nothing more arrived");
         assert_eq!(lines, s.written.get());
-        assert_eq!(received, s.written.get() + s.dropped_queue_full.get(), "every message is written or counted as dropped");
+        assert_eq!(
+            received,
+            s.written.get() + s.dropped_queue_full.get(),
+            "every message is written or counted as dropped"
+        );
         let (_, metrics) = http_get(svc.http, "/metrics").await;
-        assert!(metrics.contains("syslog_dropped_total{reason=\"queue_full\"}"), "{metrics}");
+        assert!(
+            metrics.contains("syslog_dropped_total{reason=\"queue_full\"}"),
+            "{metrics}"
+        );
         svc.stop().await;
     });
 }
@@ -122,9 +143,12 @@ fn hostile_input_is_handled_as_documented() {
         sock.send_to(b"", udp).expect("empty");
         sock.send_to(b"\r\n\0", udp).expect("blank");
         sock.send_to(b"<14>app: caf\xe9", udp).expect("bad utf8");
-        sock.send_to(b"\xff\xfe\x00garbage<<<>>>", udp).expect("garbage");
+        sock.send_to(b"\xff\xfe\x00garbage<<<>>>", udp)
+            .expect("garbage");
         sock.send_to(&vec![b'A'; 5000], udp).expect("over max");
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", svc.tcp.port())).await.expect("tcp");
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", svc.tcp.port()))
+            .await
+            .expect("tcp");
         let mut stream = b"5000 ".to_vec();
         stream.extend(std::iter::repeat_n(b'B', 5000));
         stream.extend_from_slice(&vec![b'C'; 3000]);
@@ -140,7 +164,10 @@ fn hostile_input_is_handled_as_documented() {
         assert_eq!(s.parse_errors.get(), 5);
         // UDP and TCP are read by different threads: find lines by content, not position.
         let line = |needle: &str| {
-            lines.iter().find(|l| l["message"].as_str().is_some_and(|m| m.contains(needle))).unwrap_or_else(|| panic!("no line with {needle:?}: {lines:#?}"))
+            lines
+                .iter()
+                .find(|l| l["message"].as_str().is_some_and(|m| m.contains(needle)))
+                .unwrap_or_else(|| panic!("no line with {needle:?}: {lines:#?}"))
         };
         assert_eq!(line("caf")["message"], "caf\u{fffd}");
         assert_eq!(line("caf")["invalid_utf8"], true);
@@ -148,16 +175,27 @@ fn hostile_input_is_handled_as_documented() {
         assert_eq!(line("garbage")["parse_error"], "missing PRI");
         let cut: Vec<_> = lines.iter().filter(|l| l["truncated"] == true).collect();
         assert_eq!(cut.len(), 3);
-        assert!(cut.iter().all(|l| l["message"].as_str().map(str::len) == Some(1000)));
+        assert!(
+            cut.iter()
+                .all(|l| l["message"].as_str().map(str::len) == Some(1000))
+        );
         assert!(lines.iter().any(|l| l["message"] == "after the big ones"));
-        assert!(lines.iter().any(|l| l["message"] == "999999999999 not a length"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["message"] == "999999999999 not a length")
+        );
         svc.stop().await;
 
         // Default limit: a 65,507-byte datagram (the IPv4 maximum) arrives whole.
         let mut svc = Svc::start(&reg, &[]).await;
         let mut big = b"<14>app: ".to_vec();
         big.extend(std::iter::repeat_n(b'z', 65_507 - big.len()));
-        sock.send_to(&big, std::net::SocketAddr::from(([127, 0, 0, 1], svc.udp.port()))).expect("max datagram");
+        sock.send_to(
+            &big,
+            std::net::SocketAddr::from(([127, 0, 0, 1], svc.udp.port())),
+        )
+        .expect("max datagram");
         let lines = wait_lines(&svc.out, 1, Duration::from_secs(10)).await;
         assert_eq!(lines[0]["message"].as_str().map(str::len), Some(65_507 - 9));
         assert!(lines[0].get("truncated").is_none());
@@ -171,14 +209,28 @@ fn tcp_connection_limit_is_enforced() {
     private_network(&[]);
     runtime().block_on(async {
         let reg = TestRegistry::start().await;
-        let mut svc = Svc::start(&reg, &["--tcp-max-connections=2", "--tcp-idle-timeout=30s"]).await;
-        let a = tokio::net::TcpStream::connect(("127.0.0.1", svc.tcp.port())).await.expect("a");
-        let b = tokio::net::TcpStream::connect(("127.0.0.1", svc.tcp.port())).await.expect("b");
+        let mut svc =
+            Svc::start(&reg, &["--tcp-max-connections=2", "--tcp-idle-timeout=30s"]).await;
+        let a = tokio::net::TcpStream::connect(("127.0.0.1", svc.tcp.port()))
+            .await
+            .expect("a");
+        let b = tokio::net::TcpStream::connect(("127.0.0.1", svc.tcp.port()))
+            .await
+            .expect("b");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", svc.tcp.port())).await.expect("c");
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", svc.tcp.port()))
+            .await
+            .expect("c");
         let mut buf = [0u8; 1];
-        let closed = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut c, &mut buf)).await;
-        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "third connection is closed");
+        let closed = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut c, &mut buf),
+        )
+        .await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "third connection is closed"
+        );
         assert_eq!(svc.stats().tcp_rejected.get(), 1);
         drop((a, b));
         svc.stop().await;

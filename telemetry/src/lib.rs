@@ -76,17 +76,26 @@ impl Drop for Telemetry {
 pub fn init_logging(args: &LogArgs, service: &str, default_filter: &str) -> Telemetry {
     let filter = match &args.log {
         Some(f) => EnvFilter::new(f),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter))
+        }
     };
     // Colours only for a person at a terminal: logs redirected to a file or collected by
     // a container runtime stay plain text. NO_COLOR (no-color.org) turns them off too.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let fmt = match args.log_format {
         LogFormat::Human => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
-    let exporter = match args.otlp_endpoint.as_deref().filter(|e| !e.trim().is_empty()) {
+    let exporter = match args
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+    {
         Some(endpoint) => match otel::Exporter::start(endpoint, service) {
             Ok(e) => Some(e),
             Err(e) => {
@@ -97,12 +106,21 @@ pub fn init_logging(args: &LogArgs, service: &str, default_filter: &str) -> Tele
         None => None,
     };
     let otel_layer = exporter.as_ref().map(|e| e.layer());
-    let installed = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel_layer).try_init().is_ok();
+    let installed = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel_layer)
+        .try_init()
+        .is_ok();
     if installed && let Some(e) = &exporter {
         trace::set_exporting(true);
-        tracing::info!(endpoint = e.endpoint(), "exporting trace spans over OTLP/gRPC");
+        tracing::info!(
+            endpoint = e.endpoint(),
+            "exporting trace spans over OTLP/gRPC"
+        );
     }
-    Telemetry { otel: exporter.filter(|_| installed) }
+    Telemetry {
+        otel: exporter.filter(|_| installed),
+    }
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT: the start of graceful shutdown.
@@ -110,13 +128,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -157,7 +176,9 @@ impl SharedShutdown {
 /// stdout, or what is wrong on stderr and a failing exit code.
 pub fn check_config_exit(check: impl FnOnce() -> Result<String, String>) -> std::process::ExitCode {
     // Checks may build a (lazy) registry client, which needs a runtime to exist.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let _in_runtime = runtime.as_ref().ok().map(|rt| rt.enter());
     match check() {
         Ok(report) => {
@@ -181,7 +202,10 @@ where
     E: std::fmt::Display + Send + 'static,
 {
     raise_fd_limit();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: cannot start the runtime: {e}");
@@ -214,7 +238,10 @@ where
 /// hard one, so the service's own limits, not the default 1024, are the bound.
 pub fn raise_fd_limit() {
     use nix::libc::{RLIMIT_NOFILE, getrlimit, rlimit, setrlimit};
-    let mut lim = rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain libc calls on a stack struct.
     unsafe {
         if getrlimit(RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
@@ -228,12 +255,18 @@ pub fn raise_fd_limit() {
 /// `DHCP_*`, syslog-svc's `SYSLOG_*`): each old name still set while its new one is not,
 /// as `(old, new)`. `is_set` looks a name up (the process environment in
 /// [`warn_renamed_env`]).
-pub fn renamed_env_in_use<C: clap::CommandFactory>(old_prefix: &str, is_set: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+pub fn renamed_env_in_use<C: clap::CommandFactory>(
+    old_prefix: &str,
+    is_set: impl Fn(&str) -> bool,
+) -> Vec<(String, String)> {
     C::command()
         .get_arguments()
         .filter_map(|a| a.get_env()?.to_str().map(str::to_owned))
         .filter_map(|new| {
-            let old = new.strip_prefix("IRONBOOT_").filter(|o| o.starts_with(old_prefix))?.to_owned();
+            let old = new
+                .strip_prefix("IRONBOOT_")
+                .filter(|o| o.starts_with(old_prefix))?
+                .to_owned();
             (is_set(&old) && !is_set(&new)).then_some((old, new))
         })
         .collect()
@@ -267,7 +300,10 @@ mod renamed_env_tests {
         let found = renamed_env_in_use::<Flags>("DHCP_", |n| set.contains(&n));
         // DHCP_PORT: the new name is set too, so the new one is what counts and nothing is
         // said; REGISTRY never had another name.
-        assert_eq!(found, vec![("DHCP_MODE".to_string(), "IRONBOOT_DHCP_MODE".to_string())]);
+        assert_eq!(
+            found,
+            vec![("DHCP_MODE".to_string(), "IRONBOOT_DHCP_MODE".to_string())]
+        );
         assert!(renamed_env_in_use::<Flags>("DHCP_", |_| false).is_empty());
     }
 }

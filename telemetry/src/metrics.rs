@@ -24,10 +24,14 @@ pub fn init_metrics() -> PrometheusHandle {
             // Histogram samples accumulate until upkeep folds them into their buckets;
             // without it memory grows with every sample until someone scrapes /metrics.
             let upkeep = handle.clone();
-            let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_secs(5));
-                upkeep.run_upkeep();
-            });
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                });
             handle
         })
         .clone()
@@ -47,32 +51,47 @@ static SCRAPE_HOOKS: std::sync::Mutex<Vec<ScrapeHook>> = std::sync::Mutex::new(V
 /// counted (cache staleness, registry store size). The hook returns `false` when its
 /// subject is gone (e.g. it holds a `Weak`), and is then removed.
 pub fn on_scrape(hook: impl Fn() -> bool + Send + Sync + 'static) {
-    SCRAPE_HOOKS.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(hook));
+    SCRAPE_HOOKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Box::new(hook));
 }
 
 /// The Prometheus text exposition, after running the [`on_scrape`] hooks.
 pub fn render(handle: &PrometheusHandle) -> String {
-    SCRAPE_HOOKS.lock().unwrap_or_else(|p| p.into_inner()).retain(|hook| hook());
+    SCRAPE_HOOKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|hook| hook());
     handle.render()
 }
 
 /// `/metrics` and `/healthz` routes, to merge into a service's own router.
 pub fn admin_router(handle: PrometheusHandle, ready: Ready) -> Router {
     Router::new()
-        .route("/metrics", get(move || {
-            let h = handle.clone();
-            async move { render(&h) }
-        }))
-        .route("/healthz", get(move || {
-            let ready = ready.clone();
-            async move {
-                if ready() {
-                    (StatusCode::OK, "ok\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready: hardware cache not synced\n")
+        .route(
+            "/metrics",
+            get(move || {
+                let h = handle.clone();
+                async move { render(&h) }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready() {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: hardware cache not synced\n",
+                        )
+                    }
                 }
-            }
-        }))
+            }),
+        )
 }
 
 /// Serves [`admin_router`] on its own listener until `shutdown` resolves.
@@ -92,10 +111,15 @@ pub async fn serve_router(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "admin listener failed");
         }
     });

@@ -24,8 +24,17 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The crates whose spans are exported (tracing targets are crate paths).
-pub const EXPORTED_TARGETS: &[&str] =
-    &["dhcp_svc", "tftp_svc", "ipxe_http_svc", "syslog_svc", "hardware_api", "hwctl", "ironboot_proto", "ironboot_telemetry", "bootfiles"];
+pub const EXPORTED_TARGETS: &[&str] = &[
+    "dhcp_svc",
+    "tftp_svc",
+    "ipxe_http_svc",
+    "syslog_svc",
+    "hardware_api",
+    "hwctl",
+    "ironboot_proto",
+    "ironboot_telemetry",
+    "bootfiles",
+];
 
 /// How long one export call may take before the batch is given up.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,7 +52,9 @@ impl Exporter {
     /// channel and costs dropped batches meanwhile.
     pub fn start(endpoint: &str, service: &str) -> Result<Exporter, String> {
         let endpoint = endpoint.trim();
-        let uri: http::Uri = endpoint.parse().map_err(|e| format!("OTLP endpoint {endpoint:?} is not a URL: {e}"))?;
+        let uri: http::Uri = endpoint
+            .parse()
+            .map_err(|e| format!("OTLP endpoint {endpoint:?} is not a URL: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some(other) => {
@@ -51,7 +62,11 @@ impl Exporter {
                     "OTLP endpoint {endpoint:?}: scheme {other:?} is not supported; use http:// to a collector (or a local collector sidecar that forwards over TLS)"
                 ));
             }
-            None => return Err(format!("OTLP endpoint {endpoint:?} needs a scheme, e.g. http://{endpoint}")),
+            None => {
+                return Err(format!(
+                    "OTLP endpoint {endpoint:?} needs a scheme, e.g. http://{endpoint}"
+                ));
+            }
         }
         if uri.host().is_none() {
             return Err(format!("OTLP endpoint {endpoint:?} has no host"));
@@ -64,8 +79,15 @@ impl Exporter {
             .with_timeout(EXPORT_TIMEOUT)
             .build()
             .map_err(|e| format!("OTLP exporter for {endpoint:?}: {e}"))?;
-        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource(service)).build();
-        Ok(Exporter { provider, service: service.to_string(), endpoint: endpoint.to_string() })
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource(service))
+            .build();
+        Ok(Exporter {
+            provider,
+            service: service.to_string(),
+            endpoint: endpoint.to_string(),
+        })
     }
 
     /// The collector this exporter sends to.
@@ -78,7 +100,9 @@ impl Exporter {
     where
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     {
-        let targets = EXPORTED_TARGETS.iter().fold(Targets::new(), |t, name| t.with_target(*name, LevelFilter::INFO));
+        let targets = EXPORTED_TARGETS.iter().fold(Targets::new(), |t, name| {
+            t.with_target(*name, LevelFilter::INFO)
+        });
         tracing_opentelemetry::layer()
             .with_tracer(self.provider.tracer(self.service.clone()))
             .with_threads(false)
@@ -90,7 +114,10 @@ impl Exporter {
     /// the batch thread and the exporter's own runtime do the work.
     pub fn shutdown(self) {
         if let Err(e) = self.provider.shutdown() {
-            eprintln!("{}: flushing trace spans to {} failed: {e}", self.service, self.endpoint);
+            eprintln!(
+                "{}: flushing trace spans to {} failed: {e}",
+                self.service, self.endpoint
+            );
         }
     }
 }
@@ -102,7 +129,10 @@ fn resource(service: &str) -> Resource {
     if std::env::var_os("OTEL_SERVICE_NAME").is_none_or(|v| v.is_empty()) {
         b = b.with_service_name(service.to_string());
     }
-    let mut attrs = vec![KeyValue::new("service.namespace", "ironboot"), KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))];
+    let mut attrs = vec![
+        KeyValue::new("service.namespace", "ironboot"),
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+    ];
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         attrs.push(KeyValue::new("host.name", host.trim().to_string()));
     }
@@ -115,7 +145,11 @@ fn runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
     if let Some(rt) = RT.get() {
         return Ok(rt);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("otel-export").enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-export")
+        .enable_all()
+        .build()?;
     Ok(RT.get_or_init(|| rt))
 }
 
@@ -126,9 +160,17 @@ mod tests {
     #[test]
     fn unusable_endpoints_are_explained() {
         let err = |e: &str| Exporter::start(e, "test").err().unwrap_or_default();
-        assert!(err("collector:4317").contains("needs a scheme"), "{}", err("collector:4317"));
+        assert!(
+            err("collector:4317").contains("needs a scheme"),
+            "{}",
+            err("collector:4317")
+        );
         assert!(err("https://collector:4317").contains("not supported"));
-        assert!(err("http://").contains("not a URL") || err("http://").contains("no host"), "{}", err("http://"));
+        assert!(
+            err("http://").contains("not a URL") || err("http://").contains("no host"),
+            "{}",
+            err("http://")
+        );
         assert!(err("not a url at all").contains("not a URL"));
     }
 

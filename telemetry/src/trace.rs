@@ -48,12 +48,20 @@ pub const TRACEPARENT_BYTES: usize = 26;
 impl TraceParent {
     /// A new trace: random non-zero ids, sampled.
     pub fn new_root() -> TraceParent {
-        TraceParent { trace_id: nonzero(), span_id: nonzero(), flags: 1 }
+        TraceParent {
+            trace_id: nonzero(),
+            span_id: nonzero(),
+            flags: 1,
+        }
     }
 
     /// A new span id under this trace, with the same sampling decision.
     pub fn new_child(&self) -> TraceParent {
-        TraceParent { trace_id: self.trace_id, span_id: nonzero(), flags: self.flags }
+        TraceParent {
+            trace_id: self.trace_id,
+            span_id: nonzero(),
+            flags: self.flags,
+        }
     }
 
     /// All-zero ids are invalid in W3C trace context: such a value may be stripped from a
@@ -69,7 +77,11 @@ impl TraceParent {
         if b.len() != TRACEPARENT_LEN || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        Some(TraceParent { trace_id: hex_bytes(&b[3..35])?, span_id: hex_bytes(&b[36..52])?, flags: hex_bytes::<1>(&b[53..55])?[0] })
+        Some(TraceParent {
+            trace_id: hex_bytes(&b[3..35])?,
+            span_id: hex_bytes(&b[36..52])?,
+            flags: hex_bytes::<1>(&b[53..55])?[0],
+        })
     }
 
     /// A `traceparent` header value as clients send it: [`parse`](Self::parse) after
@@ -195,7 +207,10 @@ pub fn inject_grpc(metadata: &mut tonic::metadata::MetadataMap) {
 
 /// The `traceparent` header of an incoming HTTP or gRPC request, if well-formed.
 pub fn from_headers(headers: &http::HeaderMap) -> Option<TraceParent> {
-    headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceParent::from_header)
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::from_header)
 }
 
 /// Non-zero random bytes (all-zero ids are invalid in W3C trace context).
@@ -255,7 +270,8 @@ mod tests {
         ] {
             assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
         }
-        let zero = TraceParent::parse("00-00000000000000000000000000000000-b7ad6b7169203331-01").unwrap();
+        let zero =
+            TraceParent::parse("00-00000000000000000000000000000000-b7ad6b7169203331-01").unwrap();
         assert!(!zero.is_valid());
     }
 
@@ -278,7 +294,10 @@ mod tests {
         assert_eq!(child.flags, 0);
         let root = continue_trace(&span, None);
         assert!(root.is_valid() && root.trace_id != parent.trace_id && root.flags == 1);
-        let invalid = TraceParent { trace_id: [0; 16], ..parent };
+        let invalid = TraceParent {
+            trace_id: [0; 16],
+            ..parent
+        };
         assert_ne!(continue_trace(&span, Some(invalid)).trace_id, [0; 16]);
     }
 }

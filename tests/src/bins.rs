@@ -15,7 +15,10 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    if dir.file_name().is_some_and(|n| n == "deps" || n == "examples") {
+    if dir
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
         dir.pop();
     }
     dir
@@ -38,11 +41,17 @@ pub fn bin(name: &str) -> PathBuf {
 #[track_caller]
 pub fn system(path: &str, package: &str) -> PathBuf {
     let p = PathBuf::from(path);
-    assert!(p.exists(), "{path} not found: install the Debian package `{package}` (tests/system-packages.txt; tests/run.sh installs it as root)");
+    assert!(
+        p.exists(),
+        "{path} not found: install the Debian package `{package}` (tests/system-packages.txt; tests/run.sh installs it as root)"
+    );
     p
 }
 
 /// The workspace root (for `deploy/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }

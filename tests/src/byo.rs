@@ -9,7 +9,11 @@ use crate::lab::{HTTP_PORT, NETMASK, SERVER_IP};
 /// The values the templates ask for. A range of one address (the machine's registered
 /// one) keeps the DHCP server's lease and the registry in agreement, so syslog-svc can
 /// attribute the booted machine's messages by source address.
-pub fn placeholders(interface: &str, range_start: Ipv4Addr, range_end: Ipv4Addr) -> Vec<(&'static str, String)> {
+pub fn placeholders(
+    interface: &str,
+    range_start: Ipv4Addr,
+    range_end: Ipv4Addr,
+) -> Vec<(&'static str, String)> {
     vec![
         ("@INTERFACE@", interface.to_string()),
         ("@SUBNET@", "10.91.0.0".to_string()),
@@ -27,7 +31,8 @@ pub fn placeholders(interface: &str, range_start: Ipv4Addr, range_end: Ipv4Addr)
 #[track_caller]
 pub fn render(file: &str, values: &[(&str, String)]) -> String {
     let path = bins::workspace_root().join("deploy/byo-dhcp").join(file);
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (k, v) in values {
         text = text.replace(k, v);
     }
@@ -35,8 +40,14 @@ pub fn render(file: &str, values: &[(&str, String)]) -> String {
     let mut rest = text.as_str();
     while let Some(i) = rest.find('@') {
         let after = &rest[i + 1..];
-        let name: String = after.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
-        assert!(name.is_empty() || !after[name.len()..].starts_with('@'), "{file}: placeholder @{name}@ has no value");
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+            .collect();
+        assert!(
+            name.is_empty() || !after[name.len()..].starts_with('@'),
+            "{file}: placeholder @{name}@ has no value"
+        );
         rest = after;
     }
     text
@@ -46,8 +57,13 @@ pub fn render(file: &str, values: &[(&str, String)]) -> String {
 /// without them, for serde_json.
 #[track_caller]
 pub fn kea_json(text: &str) -> serde_json::Value {
-    let stripped: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).map(|l| format!("{l}\n")).collect();
-    serde_json::from_str(&stripped).unwrap_or_else(|e| panic!("kea.json is not JSON once comment lines are removed: {e}"))
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    serde_json::from_str(&stripped)
+        .unwrap_or_else(|e| panic!("kea.json is not JSON once comment lines are removed: {e}"))
 }
 
 #[cfg(test)]
@@ -56,7 +72,11 @@ mod tests {
 
     #[test]
     fn every_template_renders_completely() {
-        let v = placeholders("lan0", Ipv4Addr::new(10, 91, 0, 50), Ipv4Addr::new(10, 91, 0, 50));
+        let v = placeholders(
+            "lan0",
+            Ipv4Addr::new(10, 91, 0, 50),
+            Ipv4Addr::new(10, 91, 0, 50),
+        );
         for f in ["dnsmasq.conf", "kea.json", "dhcpd.conf"] {
             let text = render(f, &v);
             assert!(text.contains("10.91.0.50"), "{f}");

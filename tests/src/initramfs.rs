@@ -43,7 +43,11 @@ pub fn kernel() -> Kernel {
             if let Some(version) = name.strip_prefix("vmlinuz-") {
                 let modules = PathBuf::from("/lib/modules").join(version);
                 if modules.join("modules.dep").is_file() {
-                    found.push(Kernel { version: version.to_string(), vmlinuz: e.path(), modules });
+                    found.push(Kernel {
+                        version: version.to_string(),
+                        vmlinuz: e.path(),
+                        modules,
+                    });
                 }
             }
         }
@@ -58,10 +62,15 @@ pub fn module_load_order(modules_dep: &str, wanted: &[&str]) -> Vec<String> {
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
     for line in modules_dep.lines() {
-        let Some((module, rest)) = line.split_once(':') else { continue };
+        let Some((module, rest)) = line.split_once(':') else {
+            continue;
+        };
         let name = module_name(module);
         by_name.insert(name, module.to_string());
-        deps.insert(module.to_string(), rest.split_whitespace().map(str::to_string).collect());
+        deps.insert(
+            module.to_string(),
+            rest.split_whitespace().map(str::to_string).collect(),
+        );
     }
     fn visit(m: &str, deps: &BTreeMap<String, Vec<String>>, out: &mut Vec<String>) {
         if out.iter().any(|o| o == m) {
@@ -75,7 +84,9 @@ pub fn module_load_order(modules_dep: &str, wanted: &[&str]) -> Vec<String> {
     }
     let mut out = Vec::new();
     for w in wanted {
-        let m = by_name.get(*w).unwrap_or_else(|| panic!("module {w} not in modules.dep (is it built in? then drop it from NIC_MODULES)"));
+        let m = by_name.get(*w).unwrap_or_else(|| {
+            panic!("module {w} not in modules.dep (is it built in? then drop it from NIC_MODULES)")
+        });
         visit(m, &deps, &mut out);
     }
     out
@@ -90,7 +101,13 @@ fn module_name(path: &str) -> String {
 fn init_script(modules: &[String]) -> String {
     let insmods: String = modules
         .iter()
-        .map(|m| format!("insmod /lib/modules/{} || echo \"insmod {} failed\"\n", m.rsplit('/').next().unwrap_or(m), m))
+        .map(|m| {
+            format!(
+                "insmod /lib/modules/{} || echo \"insmod {} failed\"\n",
+                m.rsplit('/').next().unwrap_or(m),
+                m
+            )
+        })
         .collect();
     format!(
         r#"#!/bin/sh
@@ -166,19 +183,43 @@ pub fn build(kernel: &Kernel, out: &Path) {
     let dep = std::fs::read_to_string(kernel.modules.join("modules.dep")).expect("modules.dep");
     let order = module_load_order(&dep, NIC_MODULES);
     let mut w = Cpio::default();
-    for d in ["bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp", "sbin", "usr", "usr/bin", "usr/sbin"] {
+    for d in [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "tmp",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+    ] {
         w.dir(d);
     }
     w.char_dev("dev/console", 5, 1);
     w.char_dev("dev/null", 1, 3);
-    w.file("bin/busybox", 0o755, &std::fs::read(&busybox).expect("read busybox"));
+    w.file(
+        "bin/busybox",
+        0o755,
+        &std::fs::read(&busybox).expect("read busybox"),
+    );
     w.symlink("bin/sh", "busybox");
     w.file("init", 0o755, init_script(&order).as_bytes());
     w.file("etc/udhcpc.script", 0o755, UDHCPC_SCRIPT.as_bytes());
     for m in &order {
         let data = std::fs::read(kernel.modules.join(m)).unwrap_or_else(|e| panic!("{m}: {e}"));
-        assert!(m.ends_with(".ko"), "{m}: compressed modules are not supported by busybox insmod here");
-        w.file(&format!("lib/modules/{}", m.rsplit('/').next().unwrap_or(m)), 0o644, &data);
+        assert!(
+            m.ends_with(".ko"),
+            "{m}: compressed modules are not supported by busybox insmod here"
+        );
+        w.file(
+            &format!("lib/modules/{}", m.rsplit('/').next().unwrap_or(m)),
+            0o644,
+            &data,
+        );
     }
     // gzip (busybox's own): a third of the bytes for iPXE to fetch through an emulated
     // NIC, which is the slow part of the boot under TCG.
@@ -208,7 +249,21 @@ impl Cpio {
     fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
         self.ino += 1;
         let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
-        let fields = [self.ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
+        let fields = [
+            self.ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
+        ];
         self.buf.extend_from_slice(b"070701");
         for f in fields {
             let _ = write!(self.buf, "{f:08x}");
@@ -294,7 +349,10 @@ mod tests {
             c.stdin.take().unwrap().write_all(&data).unwrap();
             let out = child.unwrap().wait_with_output().unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
-            assert!(text.contains("etc/hello") && text.contains("etc/link -> hello"), "{text}");
+            assert!(
+                text.contains("etc/hello") && text.contains("etc/link -> hello"),
+                "{text}"
+            );
         }
     }
 }

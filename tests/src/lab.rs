@@ -59,7 +59,13 @@ pub struct Machine {
 
 impl Machine {
     pub fn new(name: &str, mac: &str, ip: Ipv4Addr, firmware: Firmware) -> Machine {
-        Machine { name: name.into(), mac: mac.into(), ip, uefi: firmware == Firmware::Uefi, allow_pxe: Some(true) }
+        Machine {
+            name: name.into(),
+            mac: mac.into(),
+            ip,
+            uefi: firmware == Firmware::Uefi,
+            allow_pxe: Some(true),
+        }
     }
 
     /// The `hwctl apply` document: the reservation and the installer (our kernel and
@@ -100,13 +106,35 @@ impl Lab {
     pub fn new(tag: &str) -> Lab {
         require_root();
         let lock = lock::acquire();
-        let tmp = tempfile::Builder::new().prefix(&format!("ironboot-e2e-{tag}-")).tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("ironboot-e2e-{tag}-"))
+            .tempdir()
+            .expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let ns = Netns::new(format!("ibe-{tag}-{}", unique_tag()));
-        let mut lab = Lab { tag: tag.into(), ns, dir, procs: Vec::new(), collector: None, peers: Vec::new(), tmp: Some(tmp), _lock: lock };
-        lab.ns.ip(&["link", "add", BRIDGE, "type", "bridge", "forward_delay", "0"]);
-        lab.ns.ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", BRIDGE]);
-        lab.ns.ip(&["addr", "add", SERVER_IP6, "dev", BRIDGE, "nodad"]);
+        let mut lab = Lab {
+            tag: tag.into(),
+            ns,
+            dir,
+            procs: Vec::new(),
+            collector: None,
+            peers: Vec::new(),
+            tmp: Some(tmp),
+            _lock: lock,
+        };
+        lab.ns.ip(&[
+            "link",
+            "add",
+            BRIDGE,
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        lab.ns
+            .ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", BRIDGE]);
+        lab.ns
+            .ip(&["addr", "add", SERVER_IP6, "dev", BRIDGE, "nodad"]);
         lab.ns.ip(&["tuntap", "add", "dev", TAP, "mode", "tap"]);
         lab.ns.ip(&["link", "set", TAP, "master", BRIDGE]);
         lab.ns.ip(&["link", "set", TAP, "up"]);
@@ -149,7 +177,10 @@ impl Lab {
         while let Some(mut p) = self.procs.pop() {
             p.stop(Duration::from_secs(5));
         }
-        self.collector.as_ref().map(|c| c.spans()).unwrap_or_default()
+        self.collector
+            .as_ref()
+            .map(|c| c.spans())
+            .unwrap_or_default()
     }
 
     /// Stops a service this lab started (SIGTERM, then SIGKILL).
@@ -169,20 +200,32 @@ impl Lab {
 
     /// Waits until `GET path` on `addr` inside the namespace answers 200.
     #[track_caller]
-    pub fn wait_http_ready(&mut self, name: &str, addr: SocketAddrV4, path: &str, timeout: Duration) {
+    pub fn wait_http_ready(
+        &mut self,
+        name: &str,
+        addr: SocketAddrV4,
+        path: &str,
+        timeout: Duration,
+    ) {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok((200, _)) = self.ns.enter(|| http_get(addr, path)) {
                 return;
             }
             self.assert_running(name);
-            assert!(Instant::now() < deadline, "{name} not ready ({addr}{path} not 200) within {timeout:?}:\n{}", self.log(name));
+            assert!(
+                Instant::now() < deadline,
+                "{name} not ready ({addr}{path} not 200) within {timeout:?}:\n{}",
+                self.log(name)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     pub fn http_get(&self, addr: SocketAddrV4, path: &str) -> (u16, String) {
-        self.ns.enter(|| http_get(addr, path)).unwrap_or((0, String::new()))
+        self.ns
+            .enter(|| http_get(addr, path))
+            .unwrap_or((0, String::new()))
     }
 
     fn start_radvd(&mut self) {
@@ -207,7 +250,15 @@ impl Lab {
         self.spawn(
             "radvd",
             &radvd,
-            &["-n".into(), "-m".into(), "stderr".into(), "-C".into(), conf.display().to_string(), "-p".into(), pid.display().to_string()],
+            &[
+                "-n".into(),
+                "-m".into(),
+                "stderr".into(),
+                "-C".into(),
+                conf.display().to_string(),
+                "-p".into(),
+                pid.display().to_string(),
+            ],
         );
     }
 
@@ -216,7 +267,14 @@ impl Lab {
         self.spawn(
             "hardware-api",
             &api,
-            &["--listen".into(), REGISTRY.into(), "--store".into(), "memory".into(), "--tokens".into(), format!("read:{READ_TOKEN},write:{WRITE_TOKEN}")],
+            &[
+                "--listen".into(),
+                REGISTRY.into(),
+                "--store".into(),
+                "memory".into(),
+                "--tokens".into(),
+                format!("read:{READ_TOKEN},write:{WRITE_TOKEN}"),
+            ],
         );
         // Ready when hwctl can list.
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -226,7 +284,11 @@ impl Lab {
                 return;
             }
             self.assert_running("hardware-api");
-            assert!(Instant::now() < deadline, "hardware-api not answering within 15 s: {out:?}\n{}", self.log("hardware-api"));
+            assert!(
+                Instant::now() < deadline,
+                "hardware-api not answering within 15 s: {out:?}\n{}",
+                self.log("hardware-api")
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -235,12 +297,22 @@ impl Lab {
     /// the error.
     pub fn hwctl(&self, args: &[&str]) -> Result<String, String> {
         let mut cmd = self.ns.cmd(bins::bin("hwctl"));
-        cmd.args(["--registry", &format!("http://{REGISTRY}"), "--registry-token", WRITE_TOKEN]).args(args);
+        cmd.args([
+            "--registry",
+            &format!("http://{REGISTRY}"),
+            "--registry-token",
+            WRITE_TOKEN,
+        ])
+        .args(args);
         let out = cmd.output().map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     }
 
@@ -264,7 +336,12 @@ impl Lab {
     }
 
     fn registry_args() -> Vec<String> {
-        vec!["--registry".into(), format!("http://{REGISTRY}"), "--registry-token".into(), READ_TOKEN.into()]
+        vec![
+            "--registry".into(),
+            format!("http://{REGISTRY}"),
+            "--registry-token".into(),
+            READ_TOKEN.into(),
+        ]
     }
 
     /// syslog-svc on the bridge address, UDP 514, query API on the namespace loopback.
@@ -282,7 +359,12 @@ impl Lab {
         ];
         args.extend(Self::registry_args());
         self.spawn("syslog-svc", &bin, &args);
-        self.wait_http_ready("syslog-svc", SYSLOG_API, "/healthz", Duration::from_secs(15));
+        self.wait_http_ready(
+            "syslog-svc",
+            SYSLOG_API,
+            "/healthz",
+            Duration::from_secs(15),
+        );
     }
 
     /// tftp-svc serving Debian's iPXE binaries.
@@ -317,7 +399,12 @@ impl Lab {
         ];
         args.extend(Self::registry_args());
         self.spawn("ipxe-http-svc", &bin, &args);
-        self.wait_http_ready("ipxe-http-svc", HTTP_ADMIN, "/healthz", Duration::from_secs(15));
+        self.wait_http_ready(
+            "ipxe-http-svc",
+            HTTP_ADMIN,
+            "/healthz",
+            Duration::from_secs(15),
+        );
     }
 
     /// dhcp-svc on the bridge; `extra` e.g. `["--mode", "proxy"]`.
@@ -345,7 +432,9 @@ impl Lab {
         let peer = Netns::new(format!("ibe-{tag}-{}", unique_tag()));
         let n = self.peers.len();
         let (inside, outside) = ("lan0".to_string(), format!("vp{n}"));
-        self.ns.ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside]);
+        self.ns.ip(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+        ]);
         self.ns.ip(&["link", "set", &inside, "netns", &peer.name]);
         self.ns.ip(&["link", "set", &outside, "master", BRIDGE]);
         self.ns.ip(&["link", "set", &outside, "up"]);
@@ -379,25 +468,49 @@ impl Lab {
     /// syslog-svc's record of one machine: `GET /machines/<mac>/logs`.
     pub fn syslog_logs(&self, mac: &str) -> serde_json::Value {
         let (status, body) = self.http_get(SYSLOG_API, &format!("/machines/{mac}/logs?limit=1000"));
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("syslog-svc /machines/{mac}/logs answered {status} {body:?}: {e}"))
+        serde_json::from_str(&body).unwrap_or_else(|e| {
+            panic!("syslog-svc /machines/{mac}/logs answered {status} {body:?}: {e}")
+        })
     }
 
     /// Starts the machine's VM on the lab's tap.
     pub fn boot(&mut self, firmware: Firmware, m: &Machine) -> Vm {
-        Vm::start(&self.ns, &VmSpec { firmware, mac: &m.mac, tap: TAP, dir: &self.dir, name: &m.name })
+        Vm::start(
+            &self.ns,
+            &VmSpec {
+                firmware,
+                mac: &m.mac,
+                tap: TAP,
+                dir: &self.dir,
+                name: &m.name,
+            },
+        )
     }
 
     /// Every process log, for a failure report.
     pub fn dump(&self) -> String {
         let mut out = String::new();
-        let mut entries: Vec<_> = std::fs::read_dir(&self.dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         entries.sort();
         for p in entries {
             if p.extension().is_some_and(|e| e == "log" || e == "jsonl") {
-                let text = std::fs::read(&p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let text = std::fs::read(&p)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(80)..];
-                out.push_str(&format!("===== {} ({} lines, last {}) =====\n{}\n", p.display(), lines.len(), tail.len(), tail.join("\n")));
+                out.push_str(&format!(
+                    "===== {} ({} lines, last {}) =====\n{}\n",
+                    p.display(),
+                    lines.len(),
+                    tail.len(),
+                    tail.join("\n")
+                ));
             }
         }
         out

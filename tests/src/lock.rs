@@ -17,7 +17,13 @@ pub struct ScenarioLock {
 /// Blocks until no other scenario runs.
 pub fn acquire() -> ScenarioLock {
     let path = std::env::temp_dir().join("ironboot-e2e.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let lock = Flock::lock(file, FlockArg::LockExclusive).unwrap_or_else(|(_, e)| panic!("locking {}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let lock = Flock::lock(file, FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("locking {}: {e}", path.display()));
     ScenarioLock { _lock: lock }
 }

@@ -8,10 +8,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 use ironboot_testkit::Netns;
 
@@ -30,7 +34,10 @@ pub struct Span {
 
 impl Span {
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `00-<trace>-<span>-01`: what a service handed on for this span.
@@ -44,11 +51,18 @@ struct Store(Arc<Mutex<Vec<Span>>>);
 
 #[tonic::async_trait]
 impl TraceService for Store {
-    async fn export(&self, request: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut out = Vec::new();
         for rs in request.into_inner().resource_spans {
             let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
-            let service = flatten(&attrs).into_iter().find(|(k, _)| k == "service.name").map(|(_, v)| v).unwrap_or_default();
+            let service = flatten(&attrs)
+                .into_iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v)
+                .unwrap_or_default();
             for ss in rs.scope_spans {
                 for s in ss.spans {
                     out.push(Span {
@@ -63,7 +77,9 @@ impl TraceService for Store {
             }
         }
         self.0.lock().unwrap().extend(out);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -98,14 +114,19 @@ pub struct Collector {
 impl Collector {
     /// Listens on `addr` inside `ns`.
     pub fn start_in(ns: &Netns, addr: SocketAddr) -> Collector {
-        let listener = ns.enter(|| std::net::TcpListener::bind(addr)).unwrap_or_else(|e| panic!("collector on {addr}: {e}"));
+        let listener = ns
+            .enter(|| std::net::TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("collector on {addr}: {e}"));
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
         let store = Store::default();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let svc = TraceServiceServer::new(store.clone());
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 let incoming = tonic::transport::server::TcpIncoming::from(listener);
@@ -117,7 +138,12 @@ impl Collector {
                     .await;
             });
         });
-        Collector { store, addr, stop: Some(stop_tx), thread: Some(thread) }
+        Collector {
+            store,
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 
     /// The endpoint to give the services.
@@ -157,7 +183,12 @@ impl Drop for Collector {
 pub fn dump(spans: &[Span]) -> String {
     spans
         .iter()
-        .map(|s| format!("{} {:?} trace={} span={} parent={} {:?}", s.service, s.name, s.trace_id, s.span_id, s.parent_span_id, s.attributes))
+        .map(|s| {
+            format!(
+                "{} {:?} trace={} span={} parent={} {:?}",
+                s.service, s.name, s.trace_id, s.span_id, s.parent_span_id, s.attributes
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

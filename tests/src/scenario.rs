@@ -42,13 +42,27 @@ pub const SCRIPT_MARKER: &str = "ironboot: ";
 /// UEFI one after ≈ 20 s; on a 2-core machine shared with compilers, 3–4× that was seen.
 pub fn stage_timeouts(fw: Firmware) -> (Duration, Duration, Duration) {
     match fw {
-        Firmware::Bios => (Duration::from_secs(90), Duration::from_secs(120), Duration::from_secs(120)),
-        Firmware::Uefi => (Duration::from_secs(180), Duration::from_secs(120), Duration::from_secs(120)),
+        Firmware::Bios => (
+            Duration::from_secs(90),
+            Duration::from_secs(120),
+            Duration::from_secs(120),
+        ),
+        Firmware::Uefi => (
+            Duration::from_secs(180),
+            Duration::from_secs(120),
+            Duration::from_secs(120),
+        ),
     }
 }
 
 /// Console text that means the boot has failed (iPXE gave up, the kernel died).
-pub const FAILURES: &[&str] = &["Nothing to boot", "No more network devices", "Kernel panic", "No bootable device", "IRONBOOT-E2E-NO-LEASE"];
+pub const FAILURES: &[&str] = &[
+    "Nothing to boot",
+    "No more network devices",
+    "Kernel panic",
+    "No bootable device",
+    "IRONBOOT-E2E-NO-LEASE",
+];
 
 #[track_caller]
 fn stage(vm: &mut Vm, needle: &str, timeout: Duration, what: &str) -> Duration {
@@ -64,18 +78,48 @@ fn stage(vm: &mut Vm, needle: &str, timeout: Duration, what: &str) -> Duration {
 pub fn boot_to_syslog(lab: &mut Lab, fw: Firmware, m: &Machine) -> BootReport {
     let (t_script, t_kernel, t_done) = stage_timeouts(fw);
     let mut vm = lab.boot(fw, m);
-    let script = stage(&mut vm, SCRIPT_MARKER, t_script, "the iPXE script did not run");
-    let kernel = stage(&mut vm, "Linux version", t_kernel, "the kernel did not start");
-    stage(&mut vm, INIT_MARKER, t_done, "the initramfs /init did not run");
+    let script = stage(
+        &mut vm,
+        SCRIPT_MARKER,
+        t_script,
+        "the iPXE script did not run",
+    );
+    let kernel = stage(
+        &mut vm,
+        "Linux version",
+        t_kernel,
+        "the kernel did not start",
+    );
+    stage(
+        &mut vm,
+        INIT_MARKER,
+        t_done,
+        "the initramfs /init did not run",
+    );
     let done = stage(&mut vm, DONE_MARKER, t_done, "/init did not finish");
-    let off = vm.wait_exit(Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}\n{}", vm.console_text()));
+    let off = vm
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", vm.console_text()));
     let console = vm.console_text();
 
     // The command line the script passed reached the kernel.
-    let cmdline = console.lines().find(|l| l.contains("IRONBOOT-E2E-CMDLINE")).unwrap_or_default().to_string();
-    assert!(cmdline.contains(&format!("syslog_host={SERVER_IP}")), "syslog_host missing from the kernel command line: {cmdline:?}");
-    assert!(cmdline.contains("worker_id=") && !cmdline.contains("worker_id= "), "worker_id missing: {cmdline:?}");
-    assert!(cmdline.contains("traceparent=00-"), "traceparent missing: {cmdline:?}");
+    let cmdline = console
+        .lines()
+        .find(|l| l.contains("IRONBOOT-E2E-CMDLINE"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        cmdline.contains(&format!("syslog_host={SERVER_IP}")),
+        "syslog_host missing from the kernel command line: {cmdline:?}"
+    );
+    assert!(
+        cmdline.contains("worker_id=") && !cmdline.contains("worker_id= "),
+        "worker_id missing: {cmdline:?}"
+    );
+    assert!(
+        cmdline.contains("traceparent=00-"),
+        "traceparent missing: {cmdline:?}"
+    );
     assert!(
         console.contains(&format!("addr={}/24", m.ip)),
         "the initramfs did not get the registered address {} from DHCP:\n{console}",
@@ -86,19 +130,52 @@ pub fn boot_to_syslog(lab: &mut Lab, fw: Firmware, m: &Machine) -> BootReport {
     let deadline = Instant::now() + Duration::from_secs(10);
     let record = loop {
         let logs = lab.syslog_logs(&m.mac);
-        let found = logs["messages"].as_array().and_then(|a| a.iter().find(|msg| msg["message"].as_str().is_some_and(|t| t.contains(SYSLOG_MARKER))).cloned());
+        let found = logs["messages"].as_array().and_then(|a| {
+            a.iter()
+                .find(|msg| {
+                    msg["message"]
+                        .as_str()
+                        .is_some_and(|t| t.contains(SYSLOG_MARKER))
+                })
+                .cloned()
+        });
         if let Some(r) = found {
             break r;
         }
-        assert!(Instant::now() < deadline, "syslog-svc has no {SYSLOG_MARKER} line for {}: {logs}", m.mac);
+        assert!(
+            Instant::now() < deadline,
+            "syslog-svc has no {SYSLOG_MARKER} line for {}: {logs}",
+            m.mac
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(record["machine"]["mac"].as_str(), Some(m.mac.as_str()), "syslog line not attributed to the machine: {record}");
-    assert_eq!(record["machine"]["name"].as_str(), Some(m.name.as_str()), "{record}");
-    let tp = cmdline.split_whitespace().find_map(|w| w.strip_prefix("traceparent=")).unwrap_or_default();
-    assert!(record.to_string().contains(tp), "the syslog line should carry the boot's traceparent {tp}: {record}");
+    assert_eq!(
+        record["machine"]["mac"].as_str(),
+        Some(m.mac.as_str()),
+        "syslog line not attributed to the machine: {record}"
+    );
+    assert_eq!(
+        record["machine"]["name"].as_str(),
+        Some(m.name.as_str()),
+        "{record}"
+    );
+    let tp = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("traceparent="))
+        .unwrap_or_default();
+    assert!(
+        record.to_string().contains(tp),
+        "the syslog line should carry the boot's traceparent {tp}: {record}"
+    );
 
-    BootReport { firmware: fw, script, kernel, done, off, console }
+    BootReport {
+        firmware: fw,
+        script,
+        kernel,
+        done,
+        off,
+        console,
+    }
 }
 
 /// A locally administered MAC of QEMU's range, distinct per scenario.
@@ -125,13 +202,34 @@ pub fn assert_services_saw_boot(lab: &Lab, m: &Machine, report: &BootReport) {
         .console
         .lines()
         .find(|l| l.contains("IRONBOOT-E2E-CMDLINE"))
-        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("traceparent=")))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("traceparent="))
+        })
         .unwrap_or_default()
         .to_string();
-    log_line(lab, "ipxe-http-svc", &["route=\"script\"", "status=200", &format!("mac={}", m.mac), "kind=\"installer\"", &format!("traceparent={tp}")]);
+    log_line(
+        lab,
+        "ipxe-http-svc",
+        &[
+            "route=\"script\"",
+            "status=200",
+            &format!("mac={}", m.mac),
+            "kind=\"installer\"",
+            &format!("traceparent={tp}"),
+        ],
+    );
     log_line(lab, "ipxe-http-svc", &["/assets/vmlinuz", "status=200"]);
     if report.firmware == Firmware::Uefi {
-        log_line(lab, "tftp-svc", &["outcome=\"completed\"", "name=ipxe.efi", &format!("machine=\"{}\"", m.name)]);
+        log_line(
+            lab,
+            "tftp-svc",
+            &[
+                "outcome=\"completed\"",
+                "name=ipxe.efi",
+                &format!("machine=\"{}\"", m.name),
+            ],
+        );
     }
 }
 
@@ -147,47 +245,106 @@ pub fn assert_one_boot_trace(lab: &mut Lab, m: &Machine, report: &BootReport) {
     use crate::otlp::dump;
     // A request for an unknown MAC, naming a trace: ipxe-http-svc asks the registry.
     let probe = "00-11111111111111111111111111111111-2222222222222222-01";
-    let (status, _) = lab.http_get(crate::lab::HTTP_ADMIN, &format!("/02:00:00:00:99:99/auto.ipxe?traceparent={probe}"));
+    let (status, _) = lab.http_get(
+        crate::lab::HTTP_ADMIN,
+        &format!("/02:00:00:00:99:99/auto.ipxe?traceparent={probe}"),
+    );
     assert_eq!(status, 404);
 
     let spans = lab.stop_all_and_collect_spans();
     let all = dump(&spans);
-    let dhcp: Vec<_> = spans.iter().filter(|s| s.service == "dhcp-svc" && s.name == "dhcp" && s.attr("mac") == Some(m.mac.as_str())).collect();
-    let firmware: Vec<_> = dhcp.iter().filter(|s| s.attr("client") == Some("pxe")).collect();
-    let ipxe: Vec<_> = dhcp.iter().filter(|s| s.attr("client") == Some("ipxe")).collect();
-    assert!(firmware.len() >= 2 && ipxe.len() >= 2, "expected the firmware's and iPXE's DISCOVER+REQUEST spans:\n{all}");
+    let dhcp: Vec<_> = spans
+        .iter()
+        .filter(|s| {
+            s.service == "dhcp-svc" && s.name == "dhcp" && s.attr("mac") == Some(m.mac.as_str())
+        })
+        .collect();
+    let firmware: Vec<_> = dhcp
+        .iter()
+        .filter(|s| s.attr("client") == Some("pxe"))
+        .collect();
+    let ipxe: Vec<_> = dhcp
+        .iter()
+        .filter(|s| s.attr("client") == Some("ipxe"))
+        .collect();
+    assert!(
+        firmware.len() >= 2 && ipxe.len() >= 2,
+        "expected the firmware's and iPXE's DISCOVER+REQUEST spans:\n{all}"
+    );
     let trace = dhcp[0].trace_id.clone();
-    assert!(dhcp.iter().all(|s| s.trace_id == trace), "the DHCP spans of one boot are one trace:\n{all}");
-    let roots: Vec<_> = dhcp.iter().filter(|s| s.parent_span_id.is_empty()).collect();
-    assert_eq!(roots.len(), 1, "exactly one root (the firmware's first DISCOVER):\n{all}");
+    assert!(
+        dhcp.iter().all(|s| s.trace_id == trace),
+        "the DHCP spans of one boot are one trace:\n{all}"
+    );
+    let roots: Vec<_> = dhcp
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
+    assert_eq!(
+        roots.len(),
+        1,
+        "exactly one root (the firmware's first DISCOVER):\n{all}"
+    );
     assert_eq!(roots[0].attr("client"), Some("pxe"), "{all}");
     let dhcp_ids: Vec<&str> = dhcp.iter().map(|s| s.span_id.as_str()).collect();
-    assert!(dhcp.iter().all(|s| s.parent_span_id.is_empty() || dhcp_ids.contains(&s.parent_span_id.as_str())), "each DHCP span continues the previous one:\n{all}");
+    assert!(
+        dhcp.iter()
+            .all(|s| s.parent_span_id.is_empty() || dhcp_ids.contains(&s.parent_span_id.as_str())),
+        "each DHCP span continues the previous one:\n{all}"
+    );
 
     // The binary fetch: a child of a firmware DHCP reply.
     let firmware_ids: Vec<&str> = firmware.iter().map(|s| s.span_id.as_str()).collect();
-    let tftp: Vec<_> = spans.iter().filter(|s| s.service == "tftp-svc" && s.name == "tftp" && s.attr("file").is_some_and(|f| f.starts_with("ipxe.efi-00-"))).collect();
+    let tftp: Vec<_> = spans
+        .iter()
+        .filter(|s| {
+            s.service == "tftp-svc"
+                && s.name == "tftp"
+                && s.attr("file")
+                    .is_some_and(|f| f.starts_with("ipxe.efi-00-"))
+        })
+        .collect();
     assert!(!tftp.is_empty(), "no tftp span for ipxe.efi:\n{all}");
     for t in &tftp {
-        assert_eq!(t.trace_id, trace, "the TFTP fetch joins the boot's trace:\n{all}");
-        assert!(firmware_ids.contains(&t.parent_span_id.as_str()), "the TFTP fetch is a child of the firmware's DHCP reply:\n{all}");
+        assert_eq!(
+            t.trace_id, trace,
+            "the TFTP fetch joins the boot's trace:\n{all}"
+        );
+        assert!(
+            firmware_ids.contains(&t.parent_span_id.as_str()),
+            "the TFTP fetch is a child of the firmware's DHCP reply:\n{all}"
+        );
     }
 
     // The script request: a child of iPXE's DHCP reply; its span went to the kernel.
     let ipxe_ids: Vec<&str> = ipxe.iter().map(|s| s.span_id.as_str()).collect();
     let script = spans
         .iter()
-        .find(|s| s.service == "ipxe-http-svc" && s.attr("route") == Some("script") && s.attr("status") == Some("200"))
+        .find(|s| {
+            s.service == "ipxe-http-svc"
+                && s.attr("route") == Some("script")
+                && s.attr("status") == Some("200")
+        })
         .unwrap_or_else(|| panic!("no span for the script request:\n{all}"));
     assert_eq!(script.trace_id, trace, "{all}");
-    assert!(ipxe_ids.contains(&script.parent_span_id.as_str()), "the script request is a child of iPXE's DHCP reply:\n{all}");
+    assert!(
+        ipxe_ids.contains(&script.parent_span_id.as_str()),
+        "the script request is a child of iPXE's DHCP reply:\n{all}"
+    );
     let cmdline_tp = report
         .console
         .lines()
         .find(|l| l.contains("IRONBOOT-E2E-CMDLINE"))
-        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("traceparent=")))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("traceparent="))
+        })
         .unwrap_or_default();
-    assert_eq!(cmdline_tp, script.traceparent(), "the kernel command line carries the script request's span:\n{all}");
+    assert_eq!(
+        cmdline_tp,
+        script.traceparent(),
+        "the kernel command line carries the script request's span:\n{all}"
+    );
 
     // The installer's syslog line: a child of the script request's span.
     let line = spans
@@ -207,8 +364,17 @@ pub fn assert_one_boot_trace(lab: &mut Lab, m: &Machine, report: &BootReport) {
     let rpc = spans
         .iter()
         .find(|s| s.service == "hardware-api" && s.trace_id == probe_trace)
-        .unwrap_or_else(|| panic!("the registry call of the probe request carried no trace:\n{all}"));
+        .unwrap_or_else(|| {
+            panic!("the registry call of the probe request carried no trace:\n{all}")
+        });
     assert_eq!(rpc.parent_span_id, probe_http.span_id, "{all}");
-    assert_eq!(rpc.attr("rpc"), Some("/hardware.v1.HardwareService/GetHardware"), "{all}");
-    println!("one boot, one trace: {} spans in trace {trace}", spans.iter().filter(|s| s.trace_id == trace).count());
+    assert_eq!(
+        rpc.attr("rpc"),
+        Some("/hardware.v1.HardwareService/GetHardware"),
+        "{all}"
+    );
+    println!(
+        "one boot, one trace: {} spans in trace {trace}",
+        spans.iter().filter(|s| s.trace_id == trace).count()
+    );
 }

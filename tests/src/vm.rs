@@ -50,11 +50,16 @@ impl Vm {
         let console = spec.dir.join(format!("{}-console.log", spec.name));
         let _ = std::fs::remove_file(&console);
         let mut cmd = ns.cmd(&qemu);
-        cmd.args(["-name", spec.name, "-accel", "tcg", "-m", "512", "-smp", "1"])
-            .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .args(["-netdev", &format!("tap,id=n0,ifname={},script=no,downscript=no", spec.tap)]);
+        cmd.args([
+            "-name", spec.name, "-accel", "tcg", "-m", "512", "-smp", "1",
+        ])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .args([
+            "-netdev",
+            &format!("tap,id=n0,ifname={},script=no,downscript=no", spec.tap),
+        ]);
         match spec.firmware {
             Firmware::Bios => {
                 bins::system("/usr/lib/ipxe/qemu/efi-e1000.rom", "ipxe-qemu");
@@ -63,9 +68,16 @@ impl Vm {
                 // output would reach the VGA screen only.
                 let sercon = spec.dir.join("sercon-port");
                 std::fs::write(&sercon, 0x3f8u16.to_le_bytes()).expect("write sercon-port");
-                cmd.args(["-machine", "pc", "-boot", "order=n", "-device", &format!("e1000,netdev=n0,mac={}", spec.mac)])
-                    .arg("-fw_cfg")
-                    .arg(format!("name=etc/sercon-port,file={}", sercon.display()));
+                cmd.args([
+                    "-machine",
+                    "pc",
+                    "-boot",
+                    "order=n",
+                    "-device",
+                    &format!("e1000,netdev=n0,mac={}", spec.mac),
+                ])
+                .arg("-fw_cfg")
+                .arg(format!("name=etc/sercon-port,file={}", sercon.display()));
             }
             Firmware::Uefi => {
                 let code = bins::system("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf");
@@ -74,19 +86,35 @@ impl Vm {
                 std::fs::copy(&vars_src, &vars).expect("copy OVMF_VARS");
                 cmd.args(["-machine", "q35"])
                     .arg("-drive")
-                    .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display()))
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                        code.display()
+                    ))
                     .arg("-drive")
-                    .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()))
-                    .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={},romfile=", spec.mac)]);
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=1,file={}",
+                        vars.display()
+                    ))
+                    .args([
+                        "-device",
+                        &format!("virtio-net-pci,netdev=n0,mac={},romfile=", spec.mac),
+                    ]);
             }
         }
         let log = spec.dir.join(format!("{}-qemu.log", spec.name));
         let proc = Proc::spawn_logged(cmd, &format!("qemu ({})", spec.name), &log);
-        Vm { proc, console, started: Instant::now(), firmware: spec.firmware }
+        Vm {
+            proc,
+            console,
+            started: Instant::now(),
+            firmware: spec.firmware,
+        }
     }
 
     pub fn console_text(&self) -> String {
-        std::fs::read(&self.console).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        std::fs::read(&self.console)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// Waits until the console shows `needle`: the time since start, or `Err` with why
@@ -97,7 +125,12 @@ impl Vm {
 
     /// As [`Vm::wait_console`], but gives up at once when the console shows one of
     /// `failures` first (e.g. iPXE's "Nothing to boot"), instead of waiting out the timeout.
-    pub fn wait_console_unless(&mut self, needle: &str, failures: &[&str], timeout: Duration) -> Result<Duration, String> {
+    pub fn wait_console_unless(
+        &mut self,
+        needle: &str,
+        failures: &[&str],
+        timeout: Duration,
+    ) -> Result<Duration, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let text = self.console_text();
@@ -112,10 +145,15 @@ impl Vm {
                 if self.console_text().contains(needle) {
                     return Ok(self.started.elapsed());
                 }
-                return Err(format!("QEMU exited ({st}) before the console showed {needle:?}; qemu log: {}", self.proc.log_text()));
+                return Err(format!(
+                    "QEMU exited ({st}) before the console showed {needle:?}; qemu log: {}",
+                    self.proc.log_text()
+                ));
             }
             if Instant::now() >= deadline {
-                return Err(format!("the console did not show {needle:?} within {timeout:?}"));
+                return Err(format!(
+                    "the console did not show {needle:?} within {timeout:?}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

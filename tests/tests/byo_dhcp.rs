@@ -8,11 +8,11 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ironboot_e2e::byo;
+use ironboot_e2e::Firmware;
 use ironboot_e2e::bins;
+use ironboot_e2e::byo;
 use ironboot_e2e::lab::{Lab, Machine};
 use ironboot_e2e::scenario::{assert_services_saw_boot, boot_to_syslog, mac};
-use ironboot_e2e::Firmware;
 
 const VM_IP: Ipv4Addr = Ipv4Addr::new(10, 91, 0, 60);
 const DHCP_HOST: &str = "10.91.0.2/24";
@@ -41,7 +41,11 @@ fn write(lab: &Lab, name: &str, text: &str) -> String {
 fn wait_log(lab: &Lab, name: &str, needle: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while !lab.log(name).contains(needle) {
-        assert!(Instant::now() < deadline, "{name} did not log {needle:?} within {timeout:?}:\n{}", lab.log(name));
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not log {needle:?} within {timeout:?}:\n{}",
+            lab.log(name)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -56,12 +60,28 @@ fn run(lab: &mut Lab, m: &Machine, scenario: &str) {
 fn dnsmasq_from_deploy_config_boots_uefi() {
     let dnsmasq = bins::system("/usr/sbin/dnsmasq", "dnsmasq-base");
     let (mut lab, m, peer) = lab_without_dhcp_svc("byodnsmasq", 0x21);
-    let conf = write(&lab, "dnsmasq.conf", &byo::render("dnsmasq.conf", &byo::placeholders("lan0", VM_IP, VM_IP)));
+    let conf = write(
+        &lab,
+        "dnsmasq.conf",
+        &byo::render("dnsmasq.conf", &byo::placeholders("lan0", VM_IP, VM_IP)),
+    );
     let mut cmd = lab.peer(peer).cmd(&dnsmasq);
-    cmd.args(["--keep-in-foreground", "--log-dhcp", "--log-facility=-", "--user=root", "--group=root"])
-        .arg(format!("--conf-file={conf}"))
-        .arg(format!("--dhcp-leasefile={}", lab.dir.join("dnsmasq.leases").display()))
-        .arg(format!("--pid-file={}", lab.dir.join("dnsmasq.pid").display()));
+    cmd.args([
+        "--keep-in-foreground",
+        "--log-dhcp",
+        "--log-facility=-",
+        "--user=root",
+        "--group=root",
+    ])
+    .arg(format!("--conf-file={conf}"))
+    .arg(format!(
+        "--dhcp-leasefile={}",
+        lab.dir.join("dnsmasq.leases").display()
+    ))
+    .arg(format!(
+        "--pid-file={}",
+        lab.dir.join("dnsmasq.pid").display()
+    ));
     lab.start_other("dnsmasq", cmd, Duration::from_millis(300));
     wait_log(&lab, "dnsmasq", "DHCP, IP range", Duration::from_secs(10));
     run(&mut lab, &m, "c. bring your own DHCP: dnsmasq");
@@ -71,14 +91,30 @@ fn dnsmasq_from_deploy_config_boots_uefi() {
 fn kea_from_deploy_config_boots_uefi() {
     let kea = bins::system("/usr/sbin/kea-dhcp4", "kea-dhcp4-server");
     let (mut lab, m, peer) = lab_without_dhcp_svc("byokea", 0x22);
-    let mut json = byo::kea_json(&byo::render("kea.json", &byo::placeholders("lan0", VM_IP, VM_IP)));
+    let mut json = byo::kea_json(&byo::render(
+        "kea.json",
+        &byo::placeholders("lan0", VM_IP, VM_IP),
+    ));
     // Run-time paths only (the file keeps Kea's packaged defaults): leases in the lab.
-    json["Dhcp4"]["lease-database"]["name"] = lab.dir.join("kea-leases4.csv").display().to_string().into();
+    json["Dhcp4"]["lease-database"]["name"] =
+        lab.dir.join("kea-leases4.csv").display().to_string().into();
     let conf = write(&lab, "kea.json", &json.to_string());
-    let check = lab.peer(peer).cmd(&kea).args(["-t", &conf]).output().expect("kea-dhcp4 -t");
-    assert!(check.status.success(), "kea-dhcp4 -t rejects the config: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    let check = lab
+        .peer(peer)
+        .cmd(&kea)
+        .args(["-t", &conf])
+        .output()
+        .expect("kea-dhcp4 -t");
+    assert!(
+        check.status.success(),
+        "kea-dhcp4 -t rejects the config: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     let mut cmd = lab.peer(peer).cmd(&kea);
-    cmd.args(["-c", &conf]).env("KEA_PIDFILE_DIR", &lab.dir).env("KEA_LOCKFILE_DIR", &lab.dir);
+    cmd.args(["-c", &conf])
+        .env("KEA_PIDFILE_DIR", &lab.dir)
+        .env("KEA_LOCKFILE_DIR", &lab.dir);
     lab.start_other("kea-dhcp4", cmd, Duration::from_millis(300));
     wait_log(&lab, "kea-dhcp4", "DHCP4_STARTED", Duration::from_secs(10));
     run(&mut lab, &m, "c. bring your own DHCP: Kea");
@@ -88,12 +124,34 @@ fn kea_from_deploy_config_boots_uefi() {
 fn isc_dhcpd_from_deploy_config_boots_uefi() {
     let dhcpd = bins::system("/usr/sbin/dhcpd", "isc-dhcp-server");
     let (mut lab, m, peer) = lab_without_dhcp_svc("byodhcpd", 0x23);
-    let conf = write(&lab, "dhcpd.conf", &byo::render("dhcpd.conf", &byo::placeholders("lan0", VM_IP, VM_IP)));
+    let conf = write(
+        &lab,
+        "dhcpd.conf",
+        &byo::render("dhcpd.conf", &byo::placeholders("lan0", VM_IP, VM_IP)),
+    );
     let leases = write(&lab, "dhcpd.leases", "");
-    let check = Command::new(&dhcpd).args(["-4", "-t", "-cf", &conf]).output().expect("dhcpd -t");
-    assert!(check.status.success(), "dhcpd -t rejects the config: {}", String::from_utf8_lossy(&check.stderr));
+    let check = Command::new(&dhcpd)
+        .args(["-4", "-t", "-cf", &conf])
+        .output()
+        .expect("dhcpd -t");
+    assert!(
+        check.status.success(),
+        "dhcpd -t rejects the config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let mut cmd = lab.peer(peer).cmd(&dhcpd);
-    cmd.args(["-4", "-f", "-d", "-cf", &conf, "-lf", &leases, "-pf", &lab.dir.join("dhcpd.pid").display().to_string(), "lan0"]);
+    cmd.args([
+        "-4",
+        "-f",
+        "-d",
+        "-cf",
+        &conf,
+        "-lf",
+        &leases,
+        "-pf",
+        &lab.dir.join("dhcpd.pid").display().to_string(),
+        "lan0",
+    ]);
     lab.start_other("dhcpd", cmd, Duration::from_millis(300));
     wait_log(&lab, "dhcpd", "Sending on", Duration::from_secs(10));
     run(&mut lab, &m, "c. bring your own DHCP: ISC dhcpd");

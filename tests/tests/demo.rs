@@ -55,15 +55,29 @@ fn demo() {
         _ => Firmware::Bios,
     };
     let mut lab = Lab::new("demo");
-    let m = Machine::new("demo-machine", &mac(0x99), Ipv4Addr::new(10, 91, 0, 50), firmware);
-    println!("== registering {} ({}) with hwctl apply:\n{}", m.name, m.mac, m.yaml());
+    let m = Machine::new(
+        "demo-machine",
+        &mac(0x99),
+        Ipv4Addr::new(10, 91, 0, 50),
+        firmware,
+    );
+    println!(
+        "== registering {} ({}) with hwctl apply:\n{}",
+        m.name,
+        m.mac,
+        m.yaml()
+    );
     lab.register(&m);
     let assets = lab.prepare_assets();
     lab.start_syslog();
     lab.start_tftp();
     lab.start_http(&assets);
     lab.start_dhcp_svc(&[]);
-    println!("== services up in namespace {}; booting a {} machine (QEMU, TCG)\n", lab.ns.name, firmware.name());
+    println!(
+        "== services up in namespace {}; booting a {} machine (QEMU, TCG)\n",
+        lab.ns.name,
+        firmware.name()
+    );
 
     let mut vm = lab.boot(firmware, &m);
     let mut offset = 0u64;
@@ -85,8 +99,18 @@ fn demo() {
     }
     let elapsed = vm.started.elapsed();
     vm.kill();
-    println!("\n== the machine powered off after {:.1}s", elapsed.as_secs_f64());
+    println!(
+        "\n== the machine powered off after {:.1}s",
+        elapsed.as_secs_f64()
+    );
     let logs = lab.syslog_logs(&m.mac);
-    println!("== syslog-svc, GET /machines/{}/logs:\n{}", m.mac, serde_json::to_string_pretty(&logs).unwrap_or_default());
-    assert!(logs.to_string().contains(SYSLOG_MARKER), "the machine's syslog line did not arrive");
+    println!(
+        "== syslog-svc, GET /machines/{}/logs:\n{}",
+        m.mac,
+        serde_json::to_string_pretty(&logs).unwrap_or_default()
+    );
+    assert!(
+        logs.to_string().contains(SYSLOG_MARKER),
+        "the machine's syslog line did not arrive"
+    );
 }

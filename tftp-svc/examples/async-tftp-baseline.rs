@@ -23,28 +23,50 @@ impl Handler for MemHandler {
     type Reader = Cursor<Bytes>;
     type Writer = Sink;
 
-    async fn read_req_open(&mut self, _client: &SocketAddr, path: &Path) -> Result<(Self::Reader, Option<u64>), packet::Error> {
+    async fn read_req_open(
+        &mut self,
+        _client: &SocketAddr,
+        path: &Path,
+    ) -> Result<(Self::Reader, Option<u64>), packet::Error> {
         let name = path.to_str().ok_or(packet::Error::FileNotFound)?;
-        let data = self.files.get(name).cloned().ok_or(packet::Error::FileNotFound)?;
+        let data = self
+            .files
+            .get(name)
+            .cloned()
+            .ok_or(packet::Error::FileNotFound)?;
         let len = data.len() as u64;
         Ok((Cursor::new(data), Some(len)))
     }
 
-    async fn write_req_open(&mut self, _client: &SocketAddr, _path: &Path, _size: Option<u64>) -> Result<Self::Writer, packet::Error> {
+    async fn write_req_open(
+        &mut self,
+        _client: &SocketAddr,
+        _path: &Path,
+        _size: Option<u64>,
+    ) -> Result<Self::Writer, packet::Error> {
         Err(packet::Error::PermissionDenied)
     }
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).expect("usage: async-tftp-baseline ADDR FILE...");
+    let addr: SocketAddr = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("usage: async-tftp-baseline ADDR FILE...");
     let mut files = HashMap::new();
     for f in args {
         let p = Path::new(&f);
-        let name = p.file_name().and_then(|n| n.to_str()).expect("file name").to_string();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name")
+            .to_string();
         files.insert(name, Bytes::from(std::fs::read(p).expect("read file")));
     }
-    let handler = MemHandler { files: Arc::new(files) };
+    let handler = MemHandler {
+        files: Arc::new(files),
+    };
     futures::executor::block_on(async move {
         let server = TftpServerBuilder::with_handler(handler)
             .bind(addr)

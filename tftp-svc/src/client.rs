@@ -91,7 +91,10 @@ pub struct Download {
 
 impl Download {
     pub fn oack_value(&self, name: &str) -> Option<&str> {
-        self.oack.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.oack
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -108,12 +111,23 @@ pub enum ClientError {
 }
 
 /// Downloads `name` from `server`.
-pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Download, ClientError> {
+pub async fn get(
+    server: SocketAddr,
+    name: &str,
+    o: &ClientOptions,
+) -> Result<Download, ClientError> {
     let started = Instant::now();
-    let bind = o.bind.unwrap_or_else(|| if server.is_ipv4() { "0.0.0.0:0".parse().unwrap_or(server) } else { "[::]:0".parse().unwrap_or(server) });
+    let bind = o.bind.unwrap_or_else(|| {
+        if server.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap_or(server)
+        } else {
+            "[::]:0".parse().unwrap_or(server)
+        }
+    });
     let sock = UdpSocket::bind(bind).await?;
     if o.gro {
-        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::UdpGroSegment, &true).map_err(std::io::Error::from)?;
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::UdpGroSegment, &true)
+            .map_err(std::io::Error::from)?;
     }
     let mut opts: Vec<(&str, String)> = Vec::new();
     if let Some(b) = o.blksize {
@@ -202,8 +216,16 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
                     let k = String::from_utf8_lossy(k).to_string();
                     let v = String::from_utf8_lossy(v).to_string();
                     match k.to_ascii_lowercase().as_str() {
-                        "blksize" => blksize = v.parse().map_err(|_| ClientError::Protocol(format!("blksize {v}")))?,
-                        "windowsize" => window = v.parse().map_err(|_| ClientError::Protocol(format!("windowsize {v}")))?,
+                        "blksize" => {
+                            blksize = v
+                                .parse()
+                                .map_err(|_| ClientError::Protocol(format!("blksize {v}")))?
+                        }
+                        "windowsize" => {
+                            window = v
+                                .parse()
+                                .map_err(|_| ClientError::Protocol(format!("windowsize {v}")))?
+                        }
                         _ => {}
                     }
                     oack.push((k, v));
@@ -211,7 +233,15 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
                 if o.probe_only {
                     let e = packet::encode_error(ErrorCode::OptionRefused, "size probe done");
                     sock.send_to(&e, to).await?;
-                    return Ok(Download { data, size, oack, server: to, retransmits, receives, elapsed: started.elapsed() });
+                    return Ok(Download {
+                        data,
+                        size,
+                        oack,
+                        server: to,
+                        retransmits,
+                        receives,
+                        elapsed: started.elapsed(),
+                    });
                 }
                 last_sent = packet::encode_ack(0).to_vec();
                 sock.send_to(&last_sent, to).await?;
@@ -225,7 +255,10 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
                 if block == expected {
                     tries = 0;
                     if d.len() > blksize {
-                        return Err(ClientError::Protocol(format!("block of {} bytes with blksize {blksize}", d.len())));
+                        return Err(ClientError::Protocol(format!(
+                            "block of {} bytes with blksize {blksize}",
+                            d.len()
+                        )));
                     }
                     if !o.discard {
                         data.extend_from_slice(d);
@@ -244,7 +277,15 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
                         in_window = 0;
                     }
                     if last {
-                        return Ok(Download { data, size, oack, server: to, retransmits, receives, elapsed: started.elapsed() });
+                        return Ok(Download {
+                            data,
+                            size,
+                            oack,
+                            server: to,
+                            retransmits,
+                            receives,
+                            elapsed: started.elapsed(),
+                        });
                     }
                 } else if gap_acked_at != Some(got) && block.wrapping_sub(expected) < 0x8000 {
                     // A gap: ask the sender to continue after the last block we have.
@@ -256,7 +297,10 @@ pub async fn get(server: SocketAddr, name: &str, o: &ClientOptions) -> Result<Do
                 // Older duplicates are ignored.
             }
             Ok(Packet::Error { code, message }) => {
-                return Err(ClientError::Tftp { code, message: String::from_utf8_lossy(message).into_owned() });
+                return Err(ClientError::Tftp {
+                    code,
+                    message: String::from_utf8_lossy(message).into_owned(),
+                });
             }
             Ok(_) | Err(_) => {}
         }
@@ -286,7 +330,12 @@ struct Segments {
 
 impl Segments {
     fn one(len: usize, from: SocketAddr) -> Segments {
-        Segments { len, seg: len, at: 0, from }
+        Segments {
+            len,
+            seg: len,
+            at: 0,
+            from,
+        }
     }
 
     fn none() -> Segments {
@@ -318,12 +367,17 @@ fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8], gro: bool) -> nix::Result<Op
     };
     if !gro {
         let (n, a) = recvfrom::<SockaddrStorage>(fd, buf)?;
-        return Ok(a.as_ref().and_then(to_addr).map(|from| Segments::one(n, from)));
+        return Ok(a
+            .as_ref()
+            .and_then(to_addr)
+            .map(|from| Segments::one(n, from)));
     }
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let mut cmsg = nix::cmsg_space!(i32);
     let m = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
-    let Some(from) = m.address.as_ref().and_then(to_addr) else { return Ok(None) };
+    let Some(from) = m.address.as_ref().and_then(to_addr) else {
+        return Ok(None);
+    };
     let mut s = Segments::one(m.bytes, from);
     for c in m.cmsgs()? {
         if let ControlMessageOwned::UdpGroSegments(seg) = c
@@ -335,7 +389,11 @@ fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8], gro: bool) -> nix::Result<Op
     if m.flags.contains(MsgFlags::MSG_TRUNC) {
         // A cut datagram would read as a short, final block: keep the whole ones only
         // (the sender sends the rest again).
-        s.len = if s.seg < m.bytes { m.bytes - m.bytes % s.seg } else { 0 };
+        s.len = if s.seg < m.bytes {
+            m.bytes - m.bytes % s.seg
+        } else {
+            0
+        };
     }
     Ok(Some(s))
 }
@@ -344,9 +402,11 @@ fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8], gro: bool) -> nix::Result<Op
 async fn recv(sock: &UdpSocket, buf: &mut [u8], gro: bool) -> std::io::Result<Segments> {
     use std::os::fd::AsRawFd;
     loop {
-        let r = sock.async_io(tokio::io::Interest::READABLE, || match recv_now(sock.as_raw_fd(), buf, gro) {
-            Ok(s) => Ok(s),
-            Err(e) => Err(std::io::Error::from(e)),
+        let r = sock.async_io(tokio::io::Interest::READABLE, || {
+            match recv_now(sock.as_raw_fd(), buf, gro) {
+                Ok(s) => Ok(s),
+                Err(e) => Err(std::io::Error::from(e)),
+            }
         });
         if let Some(s) = r.await? {
             return Ok(s);
@@ -355,7 +415,12 @@ async fn recv(sock: &UdpSocket, buf: &mut [u8], gro: bool) -> std::io::Result<Se
 }
 
 /// Busy-polls for up to `budget` ([`crate::net::spin`]). `Ok(None)` when nothing arrived.
-fn poll_recv(sock: &UdpSocket, buf: &mut [u8], budget: Duration, gro: bool) -> std::io::Result<Option<Segments>> {
+fn poll_recv(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    budget: Duration,
+    gro: bool,
+) -> std::io::Result<Option<Segments>> {
     use std::os::fd::AsRawFd;
     let fd = sock.as_raw_fd();
     match crate::net::spin(budget, || recv_now(fd, buf, gro)) {
@@ -390,7 +455,13 @@ mod tests {
             stray.send_to(&data(2, 1468), client).await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
             let transfer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            transfer.send_to(&packet::encode_oack([("blksize", "1468".to_string())]), client).await.unwrap();
+            transfer
+                .send_to(
+                    &packet::encode_oack([("blksize", "1468".to_string())]),
+                    client,
+                )
+                .await
+                .unwrap();
             let (n, _) = transfer.recv_from(&mut buf).await.unwrap();
             assert_eq!(&buf[..n], &packet::encode_ack(0));
             transfer.send_to(&data(1, 100), client).await.unwrap();
@@ -398,8 +469,13 @@ mod tests {
             assert_eq!(&buf[..n], &packet::encode_ack(1));
             transfer.local_addr().unwrap()
         });
-        let o = ClientOptions { blksize: Some(1468), ..ClientOptions::default() };
-        let d = get(server, "f", &o).await.expect("the stray packets are ignored");
+        let o = ClientOptions {
+            blksize: Some(1468),
+            ..ClientOptions::default()
+        };
+        let d = get(server, "f", &o)
+            .await
+            .expect("the stray packets are ignored");
         assert_eq!(d.data, vec![0x42; 100]);
         assert_eq!(d.server, script.await.unwrap());
         assert_eq!(d.oack_value("blksize"), Some("1468"));
@@ -407,10 +483,19 @@ mod tests {
 
     #[test]
     fn first_answers() {
-        assert!(is_first_answer(&packet::encode_oack([("blksize", "1468".to_string())])));
-        assert!(is_first_answer(&packet::encode_error(ErrorCode::FileNotFound, "no")));
+        assert!(is_first_answer(&packet::encode_oack([(
+            "blksize",
+            "1468".to_string()
+        )])));
+        assert!(is_first_answer(&packet::encode_error(
+            ErrorCode::FileNotFound,
+            "no"
+        )));
         assert!(is_first_answer(&data(1, 512)));
-        assert!(!is_first_answer(&data(1, 513)), "blksize was not granted: no block can be longer");
+        assert!(
+            !is_first_answer(&data(1, 513)),
+            "blksize was not granted: no block can be longer"
+        );
         assert!(!is_first_answer(&data(2, 10)));
         assert!(!is_first_answer(&packet::encode_ack(0)));
         assert!(!is_first_answer(b"\x00"));

@@ -17,7 +17,12 @@ use crate::sender::Timing;
 pub struct Config {
     /// UDP addresses to receive requests on (comma-separated). With 0.0.0.0 each reply
     /// still leaves from the address its request was sent to.
-    #[arg(long, env = "IRONBOOT_TFTP_LISTEN", value_delimiter = ',', default_value = "0.0.0.0:69")]
+    #[arg(
+        long,
+        env = "IRONBOOT_TFTP_LISTEN",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:69"
+    )]
     pub listen: Vec<SocketAddr>,
     /// Bind every socket to this network interface (SO_BINDTODEVICE), e.g. the
     /// provisioning VLAN. Default: all interfaces.
@@ -53,10 +58,19 @@ pub struct Config {
     #[arg(long, env = "IRONBOOT_TFTP_MAX_TRANSFERS", default_value_t = 2000)]
     pub max_transfers: usize,
     /// Most transfers in progress at once for one client IP.
-    #[arg(long, env = "IRONBOOT_TFTP_MAX_TRANSFERS_PER_CLIENT", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "IRONBOOT_TFTP_MAX_TRANSFERS_PER_CLIENT",
+        default_value_t = 16
+    )]
     pub max_transfers_per_client: u32,
     /// Clients the registry does not know: serve or refuse.
-    #[arg(long, env = "IRONBOOT_TFTP_UNKNOWN_CLIENTS", value_enum, default_value = "serve")]
+    #[arg(
+        long,
+        env = "IRONBOOT_TFTP_UNKNOWN_CLIENTS",
+        value_enum,
+        default_value = "serve"
+    )]
     pub unknown_clients: UnknownClients,
     /// Do not consult the registry at all (no gating). For labs and benchmarks.
     #[arg(long, env = "IRONBOOT_TFTP_NO_REGISTRY")]
@@ -66,7 +80,11 @@ pub struct Config {
     #[arg(long, env = "IRONBOOT_TFTP_LOOKUP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "500ms")]
     pub lookup_timeout: Duration,
     /// Admin HTTP listener: /metrics (Prometheus) and /healthz. Empty to disable.
-    #[arg(long, env = "IRONBOOT_TFTP_ADMIN_LISTEN", default_value = "127.0.0.1:9069")]
+    #[arg(
+        long,
+        env = "IRONBOOT_TFTP_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9069"
+    )]
     pub admin_listen: String,
     /// Time in-flight transfers get to finish after SIGTERM.
     #[arg(long, env = "IRONBOOT_TFTP_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "10s")]
@@ -151,7 +169,10 @@ impl Config {
             return Err(ConfigError::NoListen);
         }
         if self.min_timeout > self.max_timeout {
-            return Err(ConfigError::Timeouts { min: self.min_timeout, max: self.max_timeout });
+            return Err(ConfigError::Timeouts {
+                min: self.min_timeout,
+                max: self.max_timeout,
+            });
         }
         if self.max_transfers == 0 || self.max_transfers_per_client == 0 {
             return Err(ConfigError::Limits);
@@ -161,7 +182,10 @@ impl Config {
             listen: self.listen.clone(),
             interface: self.interface.clone(),
             single_port: self.single_port,
-            limits: Limits { max_blksize: self.max_blksize, max_windowsize: self.max_windowsize },
+            limits: Limits {
+                max_blksize: self.max_blksize,
+                max_windowsize: self.max_windowsize,
+            },
             timing: Timing {
                 initial_rto: self.initial_timeout,
                 min_rto: self.min_timeout,
@@ -174,7 +198,13 @@ impl Config {
             lookup_timeout: self.lookup_timeout,
             shutdown_grace: self.shutdown_grace,
             socket_buffer: self.socket_buffer,
-            workers: if self.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { self.workers },
+            workers: if self.workers == 0 {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            } else {
+                self.workers
+            },
             busy_poll: self.busy_poll,
             zero_copy_max_bytes: self.zero_copy_max_bytes,
         })
@@ -184,7 +214,11 @@ impl Config {
         if self.admin_listen.trim().is_empty() {
             return Ok(None);
         }
-        self.admin_listen.trim().parse().map(Some).map_err(|_| ConfigError::Admin(self.admin_listen.clone()))
+        self.admin_listen
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::Admin(self.admin_listen.clone()))
     }
 }
 
@@ -201,14 +235,22 @@ mod tests {
         assert_eq!(s.listen, vec!["0.0.0.0:69".parse::<SocketAddr>().unwrap()]);
         assert!(!s.single_port);
         assert_eq!(s.busy_poll, Duration::from_micros(200));
-        assert_eq!(c.admin_addr().unwrap(), Some("127.0.0.1:9069".parse().unwrap()));
+        assert_eq!(
+            c.admin_addr().unwrap(),
+            Some("127.0.0.1:9069".parse().unwrap())
+        );
         let c = Config::parse_from(["tftp-svc", "--busy-poll", "0"]);
         assert!(c.settings().unwrap().busy_poll.is_zero());
     }
 
     #[test]
     fn bad_values_are_named() {
-        let c = Config::parse_from(["tftp-svc", "--max-blksize", "70000"].iter().take(1).chain(["--max-blksize", "4"].iter()));
+        let c = Config::parse_from(
+            ["tftp-svc", "--max-blksize", "70000"]
+                .iter()
+                .take(1)
+                .chain(["--max-blksize", "4"].iter()),
+        );
         assert!(matches!(c.settings(), Err(ConfigError::Blksize(4))));
         let c = Config::parse_from(["tftp-svc", "--min-timeout", "3s", "--max-timeout", "1s"]);
         assert!(matches!(c.settings(), Err(ConfigError::Timeouts { .. })));

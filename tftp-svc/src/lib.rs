@@ -56,7 +56,10 @@ pub enum RunError {
 }
 
 /// Starts everything from a parsed configuration and serves until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let settings = config.settings()?;
     let handle = ironboot_telemetry::metrics::init_metrics();
     crate::metrics::describe();
@@ -65,12 +68,19 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         .await
         .map_err(|e| RunError::Bind(std::io::Error::other(e.to_string())))?;
     let snap = catalogue.snapshot();
-    tracing::info!(files = snap.files.len(), bytes = snap.total_bytes, "boot files loaded");
+    tracing::info!(
+        files = snap.files.len(),
+        bytes = snap.total_bytes,
+        "boot files loaded"
+    );
     let cache = if config.no_registry {
         tracing::warn!("--no-registry: requests are not gated by the hardware registry");
         None
     } else {
-        Some(HardwareCache::start(config.registry.connect_lazy()?, CacheConfig::default()))
+        Some(HardwareCache::start(
+            config.registry.connect_lazy()?,
+            CacheConfig::default(),
+        ))
     };
 
     let shutdown = ironboot_telemetry::SharedShutdown::new(shutdown);
@@ -83,7 +93,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         let ready_cat = catalogue.clone();
         let ready_cache = cache.clone();
         let ready: ironboot_telemetry::metrics::Ready = Arc::new(move || {
-            !ready_cat.snapshot().files.is_empty() && ready_cache.as_ref().is_none_or(|c| c.is_synced())
+            !ready_cat.snapshot().files.is_empty()
+                && ready_cache.as_ref().is_none_or(|c| c.is_synced())
         });
         let local = ironboot_telemetry::metrics::serve_admin(addr, handle, ready, shutdown.wait())
             .await
@@ -106,20 +117,51 @@ pub fn check_config(config: &Config) -> Result<String, String> {
     let settings = config.settings().map_err(|e| e.to_string())?;
     let mut out = String::new();
     use std::fmt::Write;
-    let _ = writeln!(out, "listen: {}", settings.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
-    let _ = writeln!(out, "mode: {}", if settings.single_port { "single port" } else { "per-transfer ports" });
-    let _ = writeln!(out, "max blksize {} / windowsize {}", settings.limits.max_blksize, settings.limits.max_windowsize);
+    let _ = writeln!(
+        out,
+        "listen: {}",
+        settings
+            .listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "mode: {}",
+        if settings.single_port {
+            "single port"
+        } else {
+            "per-transfer ports"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "max blksize {} / windowsize {}",
+        settings.limits.max_blksize, settings.limits.max_windowsize
+    );
     let cat = Catalogue::load(config.files.catalogue_config());
     if cat.snapshot().report(&mut out, "files") == 0 {
-        return Err(format!("{out}error: no files to serve (check --ipxe-dir / --ipxe-extra-dir / --assets-dir)"));
+        return Err(format!(
+            "{out}error: no files to serve (check --ipxe-dir / --ipxe-extra-dir / --assets-dir)"
+        ));
     }
     if config.no_registry {
         let _ = writeln!(out, "registry: not used (--no-registry)");
     } else {
         // Builds the endpoint and reads the token file; connects lazily, so no network.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        rt.block_on(async { config.registry.connect_lazy().map(|_| ()) }).map_err(|e| format!("{out}error: {e}"))?;
-        let _ = writeln!(out, "registry: {} (unknown clients: {:?})", config.registry.endpoint, settings.unknown_clients);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async { config.registry.connect_lazy().map(|_| ()) })
+            .map_err(|e| format!("{out}error: {e}"))?;
+        let _ = writeln!(
+            out,
+            "registry: {} (unknown clients: {:?})",
+            config.registry.endpoint, settings.unknown_clients
+        );
     }
     Ok(out)
 }

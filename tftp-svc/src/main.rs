@@ -9,5 +9,7 @@ fn main() -> std::process::ExitCode {
     if config.check_config {
         return ironboot_telemetry::check_config_exit(|| tftp_svc::check_config(&config));
     }
-    ironboot_telemetry::run_service("tftp-svc", || tftp_svc::run(config, ironboot_telemetry::shutdown_signal()))
+    ironboot_telemetry::run_service("tftp-svc", || {
+        tftp_svc::run(config, ironboot_telemetry::shutdown_signal())
+    })
 }

@@ -35,16 +35,47 @@ pub const DURATION: &str = "tftp_transfer_duration_seconds";
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(ACTIVE, "TFTP transfers in progress.");
-    describe_counter!(TRANSFERS, "Finished TFTP transfers by outcome (completed, size_probe, client_aborted, timeout, shutdown, io_error).");
-    describe_counter!(FAILED, "Finished TFTP transfers that did not deliver the file (timeout, client_aborted, io_error, shutdown).");
-    describe_counter!(REFUSED, "TFTP requests answered with an ERROR packet, by reason.");
-    describe_counter!(DROPPED_REQUESTS, "TFTP requests not answered at all, by reason (busy, client_limit, duplicate, socket_error).");
+    describe_counter!(
+        TRANSFERS,
+        "Finished TFTP transfers by outcome (completed, size_probe, client_aborted, timeout, shutdown, io_error)."
+    );
+    describe_counter!(
+        FAILED,
+        "Finished TFTP transfers that did not deliver the file (timeout, client_aborted, io_error, shutdown)."
+    );
+    describe_counter!(
+        REFUSED,
+        "TFTP requests answered with an ERROR packet, by reason."
+    );
+    describe_counter!(
+        DROPPED_REQUESTS,
+        "TFTP requests not answered at all, by reason (busy, client_limit, duplicate, socket_error)."
+    );
     describe_counter!(DROPPED_PACKETS, "TFTP datagrams dropped, by reason.");
-    describe_counter!(BYTES, Unit::Bytes, "File bytes sent over TFTP, retransmissions included.");
-    describe_counter!(ZERO_COPY_BYTES, Unit::Bytes, "File bytes sent zero-copy from a wire image (sendfile); part of tftp_bytes_sent_total.");
-    describe_gauge!(WIRE_IMAGE_BYTES, Unit::Bytes, "Bytes held in wire images (files laid out as DATA packets) for zero-copy sends.");
-    describe_counter!(RETRANSMITS, "TFTP blocks (and OACKs) sent again after a timeout or duplicate ACK.");
-    describe_histogram!(DURATION, Unit::Seconds, "Duration of finished TFTP transfers, by outcome.");
+    describe_counter!(
+        BYTES,
+        Unit::Bytes,
+        "File bytes sent over TFTP, retransmissions included."
+    );
+    describe_counter!(
+        ZERO_COPY_BYTES,
+        Unit::Bytes,
+        "File bytes sent zero-copy from a wire image (sendfile); part of tftp_bytes_sent_total."
+    );
+    describe_gauge!(
+        WIRE_IMAGE_BYTES,
+        Unit::Bytes,
+        "Bytes held in wire images (files laid out as DATA packets) for zero-copy sends."
+    );
+    describe_counter!(
+        RETRANSMITS,
+        "TFTP blocks (and OACKs) sent again after a timeout or duplicate ACK."
+    );
+    describe_histogram!(
+        DURATION,
+        Unit::Seconds,
+        "Duration of finished TFTP transfers, by outcome."
+    );
     bootfiles::Catalogue::describe_metrics();
 }
 

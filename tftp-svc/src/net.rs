@@ -30,7 +30,11 @@ pub struct Received {
 }
 
 fn new_socket(addr: SocketAddr, interface: Option<&str>) -> io::Result<Socket> {
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if let Some(dev) = interface {
         s.bind_device(Some(dev.as_bytes()))?;
@@ -41,7 +45,11 @@ fn new_socket(addr: SocketAddr, interface: Option<&str>) -> io::Result<Socket> {
 
 /// Binds a request listener (port 69, or the single-port socket) with IP_PKTINFO and
 /// generous buffers: a boot storm's RRQs and, in single-port mode, every ACK arrive here.
-pub fn bind_listener(addr: SocketAddr, interface: Option<&str>, buffer_bytes: usize) -> io::Result<UdpSocket> {
+pub fn bind_listener(
+    addr: SocketAddr,
+    interface: Option<&str>,
+    buffer_bytes: usize,
+) -> io::Result<UdpSocket> {
     let s = new_socket(addr, interface)?;
     let _ = s.set_recv_buffer_size(buffer_bytes);
     let _ = s.set_send_buffer_size(buffer_bytes);
@@ -54,7 +62,11 @@ pub fn bind_listener(addr: SocketAddr, interface: Option<&str>, buffer_bytes: us
 
 /// A socket for one transfer: bound to the address the request arrived on (new port),
 /// connected to the client so the kernel drops datagrams from anyone else.
-pub fn transfer_socket(local_ip: IpAddr, peer: SocketAddr, interface: Option<&str>) -> io::Result<UdpSocket> {
+pub fn transfer_socket(
+    local_ip: IpAddr,
+    peer: SocketAddr,
+    interface: Option<&str>,
+) -> io::Result<UdpSocket> {
     let s = new_socket(SocketAddr::new(local_ip, 0), interface)?;
     s.bind(&SocketAddr::new(local_ip, 0).into())?;
     s.connect(&peer.into())?;
@@ -66,16 +78,27 @@ pub async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
     let is_v4 = sock.local_addr()?.is_ipv4();
     if !is_v4 {
         let (len, peer) = sock.recv_from(buf).await?;
-        return Ok(Received { len, peer, local_ip: None, truncated: false });
+        return Ok(Received {
+            len,
+            peer,
+            local_ip: None,
+            truncated: false,
+        });
     }
-    sock.async_io(Interest::READABLE, || recv_v4(sock, buf)).await
+    sock.async_io(Interest::READABLE, || recv_v4(sock, buf))
+        .await
 }
 
 fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
     let mut cmsg = nix::cmsg_space!(nix::libc::in_pktinfo);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = socket::recvmsg::<SockaddrIn>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC)
-        .map_err(io::Error::from)?;
+    let msg = socket::recvmsg::<SockaddrIn>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
+    )
+    .map_err(io::Error::from)?;
     let peer = msg
         .address
         .map(|a| SocketAddr::V4(SocketAddrV4::new(a.ip(), a.port())))
@@ -84,39 +107,81 @@ fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
             if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
-                local_ip = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+                local_ip = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
             }
         }
     }
     let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-    Ok(Received { len: msg.bytes.min(buf.len()), peer, local_ip, truncated })
+    Ok(Received {
+        len: msg.bytes.min(buf.len()),
+        peer,
+        local_ip,
+        truncated,
+    })
 }
 
 /// Sends `parts` (gathered) to `peer` from `local_ip` over a shared (unconnected) socket.
-pub async fn send_from(sock: &UdpSocket, parts: &[&[u8]], peer: SocketAddr, local_ip: Option<IpAddr>) -> io::Result<()> {
-    sock.async_io(Interest::WRITABLE, || send_from_now(sock, parts, peer, local_ip)).await
+pub async fn send_from(
+    sock: &UdpSocket,
+    parts: &[&[u8]],
+    peer: SocketAddr,
+    local_ip: Option<IpAddr>,
+) -> io::Result<()> {
+    sock.async_io(Interest::WRITABLE, || {
+        send_from_now(sock, parts, peer, local_ip)
+    })
+    .await
 }
 
-fn send_from_now(sock: &UdpSocket, parts: &[&[u8]], peer: SocketAddr, local_ip: Option<IpAddr>) -> io::Result<()> {
+fn send_from_now(
+    sock: &UdpSocket,
+    parts: &[&[u8]],
+    peer: SocketAddr,
+    local_ip: Option<IpAddr>,
+) -> io::Result<()> {
     let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
     match (peer, local_ip) {
         (SocketAddr::V4(p), Some(IpAddr::V4(src))) => {
             let info = nix::libc::in_pktinfo {
                 ipi_ifindex: 0,
-                ipi_spec_dst: nix::libc::in_addr { s_addr: u32::from(src).to_be() },
+                ipi_spec_dst: nix::libc::in_addr {
+                    s_addr: u32::from(src).to_be(),
+                },
                 ipi_addr: nix::libc::in_addr { s_addr: 0 },
             };
             let dst = SockaddrIn::from(p);
-            socket::sendmsg(sock.as_raw_fd(), &iov, &[ControlMessage::Ipv4PacketInfo(&info)], MsgFlags::MSG_DONTWAIT, Some(&dst))
-                .map_err(io::Error::from)?;
+            socket::sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &[ControlMessage::Ipv4PacketInfo(&info)],
+                MsgFlags::MSG_DONTWAIT,
+                Some(&dst),
+            )
+            .map_err(io::Error::from)?;
         }
         (SocketAddr::V4(p), _) => {
             let dst = SockaddrIn::from(p);
-            socket::sendmsg(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&dst)).map_err(io::Error::from)?;
+            socket::sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &[],
+                MsgFlags::MSG_DONTWAIT,
+                Some(&dst),
+            )
+            .map_err(io::Error::from)?;
         }
         (SocketAddr::V6(p), _) => {
             let dst = socket::SockaddrIn6::from(p);
-            socket::sendmsg(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&dst)).map_err(io::Error::from)?;
+            socket::sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &[],
+                MsgFlags::MSG_DONTWAIT,
+                Some(&dst),
+            )
+            .map_err(io::Error::from)?;
         }
     }
     Ok(())
@@ -142,7 +207,11 @@ pub async fn send_segments(
     }
     let seg_size = 4 + segments[0].1.len();
     let per_batch = GSO_MAX_SEGMENTS.min(65_000 / seg_size.max(1)).max(1);
-    if segments.len() == 1 || per_batch == 1 || seg_size > u16::MAX as usize || !GSO_OK.load(AtomicOrdering::Relaxed) {
+    if segments.len() == 1
+        || per_batch == 1
+        || seg_size > u16::MAX as usize
+        || !GSO_OK.load(AtomicOrdering::Relaxed)
+    {
         return send_each(sock, segments, dst).await;
     }
     for batch in segments.chunks(per_batch) {
@@ -158,23 +227,46 @@ pub async fn send_segments(
                 let pktinfo;
                 match dst {
                     None => {
-                        socket::sendmsg::<SockaddrIn>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
+                        socket::sendmsg::<SockaddrIn>(
+                            sock.as_raw_fd(),
+                            &iov,
+                            &cmsgs,
+                            MsgFlags::MSG_DONTWAIT,
+                            None,
+                        )
+                        .map_err(io::Error::from)?;
                     }
                     Some((SocketAddr::V4(p), local)) => {
                         if let Some(IpAddr::V4(src)) = local {
                             pktinfo = nix::libc::in_pktinfo {
                                 ipi_ifindex: 0,
-                                ipi_spec_dst: nix::libc::in_addr { s_addr: u32::from(src).to_be() },
+                                ipi_spec_dst: nix::libc::in_addr {
+                                    s_addr: u32::from(src).to_be(),
+                                },
                                 ipi_addr: nix::libc::in_addr { s_addr: 0 },
                             };
                             cmsgs.push(ControlMessage::Ipv4PacketInfo(&pktinfo));
                         }
                         let d = SockaddrIn::from(p);
-                        socket::sendmsg(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_DONTWAIT, Some(&d)).map_err(io::Error::from)?;
+                        socket::sendmsg(
+                            sock.as_raw_fd(),
+                            &iov,
+                            &cmsgs,
+                            MsgFlags::MSG_DONTWAIT,
+                            Some(&d),
+                        )
+                        .map_err(io::Error::from)?;
                     }
                     Some((SocketAddr::V6(p), _)) => {
                         let d = socket::SockaddrIn6::from(p);
-                        socket::sendmsg(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_DONTWAIT, Some(&d)).map_err(io::Error::from)?;
+                        socket::sendmsg(
+                            sock.as_raw_fd(),
+                            &iov,
+                            &cmsgs,
+                            MsgFlags::MSG_DONTWAIT,
+                            Some(&d),
+                        )
+                        .map_err(io::Error::from)?;
                     }
                 }
                 Ok(())
@@ -182,7 +274,10 @@ pub async fn send_segments(
             .await;
         if let Err(e) = r {
             match e.raw_os_error() {
-                Some(nix::libc::EIO) | Some(nix::libc::EINVAL) | Some(nix::libc::ENOPROTOOPT) | Some(nix::libc::EOPNOTSUPP) => {
+                Some(nix::libc::EIO)
+                | Some(nix::libc::EINVAL)
+                | Some(nix::libc::ENOPROTOOPT)
+                | Some(nix::libc::EOPNOTSUPP) => {
                     tracing::info!(error = %e, "UDP GSO refused by the kernel; sending one datagram per syscall");
                     GSO_OK.store(false, AtomicOrdering::Relaxed);
                     send_each(sock, batch, dst).await?;
@@ -194,7 +289,11 @@ pub async fn send_segments(
     Ok(())
 }
 
-async fn send_each(sock: &UdpSocket, segments: &[([u8; 4], &[u8])], dst: Option<(SocketAddr, Option<IpAddr>)>) -> io::Result<()> {
+async fn send_each(
+    sock: &UdpSocket,
+    segments: &[([u8; 4], &[u8])],
+    dst: Option<(SocketAddr, Option<IpAddr>)>,
+) -> io::Result<()> {
     for (h, b) in segments {
         match dst {
             None => send_connected(sock, &[h, b]).await?,
@@ -208,7 +307,8 @@ async fn send_each(sock: &UdpSocket, segments: &[([u8; 4], &[u8])], dst: Option<
 pub async fn send_connected(sock: &UdpSocket, parts: &[&[u8]]) -> io::Result<()> {
     sock.async_io(Interest::WRITABLE, || {
         let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-        socket::sendmsg::<SockaddrIn>(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
+        socket::sendmsg::<SockaddrIn>(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_DONTWAIT, None)
+            .map_err(io::Error::from)?;
         Ok(())
     })
     .await
@@ -223,12 +323,21 @@ pub fn set_segment_size(sock: &UdpSocket, size: u16) -> io::Result<()> {
 
 /// Sends `len` bytes of `fd` from `offset` on a connected socket with `sendfile`: one
 /// datagram, or segments of the size [`set_segment_size`] set. Returns the bytes sent.
-pub async fn send_file_range(sock: &UdpSocket, fd: std::os::fd::RawFd, offset: u64, len: usize) -> io::Result<usize> {
+pub async fn send_file_range(
+    sock: &UdpSocket,
+    fd: std::os::fd::RawFd,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
     sock.async_io(Interest::WRITABLE, || {
         let mut off = offset as nix::libc::off_t;
         // SAFETY: both descriptors are open for the duration of the call; `off` is ours.
         let n = unsafe { nix::libc::sendfile(sock.as_raw_fd(), fd, &mut off, len) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     })
     .await
 }
@@ -237,7 +346,10 @@ pub async fn send_file_range(sock: &UdpSocket, fd: std::os::fd::RawFd, offset: u
 /// `EAGAIN`/`EINTR`, or `budget` has passed (`None`). Bypasses the runtime on purpose:
 /// tokio's `try_recv` only consults the readiness its reactor last saw, which is stale
 /// while this thread does not park.
-pub fn spin<T>(budget: std::time::Duration, mut attempt: impl FnMut() -> nix::Result<T>) -> Option<nix::Result<T>> {
+pub fn spin<T>(
+    budget: std::time::Duration,
+    mut attempt: impl FnMut() -> nix::Result<T>,
+) -> Option<nix::Result<T>> {
     let start = std::time::Instant::now();
     loop {
         match attempt() {

@@ -43,16 +43,22 @@ impl Negotiated {
 
 /// Grants what the request asked within `limits`, for a file of `size` bytes.
 pub fn negotiate(req: &Request<'_>, size: u64, limits: &Limits) -> Negotiated {
-    let mut n = Negotiated { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeout: None, oack: Vec::new() };
+    let mut n = Negotiated {
+        blksize: DEFAULT_BLKSIZE,
+        windowsize: 1,
+        timeout: None,
+        oack: Vec::new(),
+    };
     // Order of the OACK follows a fixed order; clients look options up by name.
     if let (Some(v), Some(name)) = (req.option("blksize"), req.option_spelling("blksize"))
         && let Ok(want) = v.trim().parse::<u32>()
-            && want >= u32::from(MIN_BLKSIZE) {
-                let cap = limits.max_blksize.clamp(MIN_BLKSIZE, MAX_BLKSIZE);
-                let grant = want.min(u32::from(cap)) as u16;
-                n.blksize = grant;
-                n.oack.push((name.to_string(), grant.to_string()));
-            }
+        && want >= u32::from(MIN_BLKSIZE)
+    {
+        let cap = limits.max_blksize.clamp(MIN_BLKSIZE, MAX_BLKSIZE);
+        let grant = want.min(u32::from(cap)) as u16;
+        n.blksize = grant;
+        n.oack.push((name.to_string(), grant.to_string()));
+    }
     if let (Some(v), Some(name)) = (req.option("tsize"), req.option_spelling("tsize")) {
         // In a read request the client sends 0 and expects the size back.
         if v.trim().parse::<u64>().is_ok() {
@@ -61,17 +67,19 @@ pub fn negotiate(req: &Request<'_>, size: u64, limits: &Limits) -> Negotiated {
     }
     if let (Some(v), Some(name)) = (req.option("timeout"), req.option_spelling("timeout"))
         && let Ok(secs) = v.trim().parse::<u8>()
-            && secs >= 1 {
-                n.timeout = Some(Duration::from_secs(u64::from(secs)));
-                n.oack.push((name.to_string(), secs.to_string()));
-            }
+        && secs >= 1
+    {
+        n.timeout = Some(Duration::from_secs(u64::from(secs)));
+        n.oack.push((name.to_string(), secs.to_string()));
+    }
     if let (Some(v), Some(name)) = (req.option("windowsize"), req.option_spelling("windowsize"))
         && let Ok(want) = v.trim().parse::<u32>()
-            && (1..=65535).contains(&want) {
-                let grant = want.min(u32::from(limits.max_windowsize.max(1))) as u16;
-                n.windowsize = grant;
-                n.oack.push((name.to_string(), grant.to_string()));
-            }
+        && (1..=65535).contains(&want)
+    {
+        let grant = want.min(u32::from(limits.max_windowsize.max(1))) as u16;
+        n.windowsize = grant;
+        n.oack.push((name.to_string(), grant.to_string()));
+    }
     n
 }
 
@@ -80,12 +88,17 @@ mod tests {
     use super::*;
     use crate::packet::{OP_RRQ, Packet, decode, encode_request};
 
-    const LIMITS: Limits = Limits { max_blksize: 1468, max_windowsize: 16 };
+    const LIMITS: Limits = Limits {
+        max_blksize: 1468,
+        max_windowsize: 16,
+    };
 
     fn neg(opts: &[(&str, &str)]) -> Negotiated {
         let o: Vec<(&str, String)> = opts.iter().map(|(k, v)| (*k, v.to_string())).collect();
         let b = encode_request(OP_RRQ, "f", "octet", &o);
-        let Ok(Packet::Rrq(r)) = decode(&b) else { panic!() };
+        let Ok(Packet::Rrq(r)) = decode(&b) else {
+            panic!()
+        };
         negotiate(&r, 850_528, &LIMITS)
     }
 
@@ -102,7 +115,11 @@ mod tests {
         assert_eq!(n.windowsize, 4);
         assert_eq!(
             n.oack,
-            vec![("blksize".into(), "1468".into()), ("tsize".into(), "850528".into()), ("windowsize".into(), "4".into())]
+            vec![
+                ("blksize".into(), "1468".into()),
+                ("tsize".into(), "850528".into()),
+                ("windowsize".into(), "4".into())
+            ]
         );
     }
 
@@ -117,7 +134,10 @@ mod tests {
         assert!(!neg(&[("windowsize", "0")]).needs_oack());
         assert!(!neg(&[("timeout", "0")]).needs_oack());
         assert!(!neg(&[("timeout", "256")]).needs_oack());
-        assert_eq!(neg(&[("timeout", "6")]).timeout, Some(Duration::from_secs(6)));
+        assert_eq!(
+            neg(&[("timeout", "6")]).timeout,
+            Some(Duration::from_secs(6))
+        );
         // Unknown options are ignored.
         assert!(!neg(&[("multicast", "")]).needs_oack());
     }

@@ -125,7 +125,10 @@ impl DecodeError {
 
 /// Takes one NUL-terminated string from the front of `b`.
 fn take_str(b: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
-    let end = b.iter().position(|&c| c == 0).ok_or(DecodeError::Unterminated)?;
+    let end = b
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or(DecodeError::Unterminated)?;
     if end > MAX_STRING {
         return Err(DecodeError::TooLong);
     }
@@ -144,7 +147,9 @@ fn take_options(mut b: &[u8]) -> Result<OptionPairs<'_>, DecodeError> {
         if name.is_empty() {
             break;
         }
-        let Ok((value, rest)) = take_str(rest) else { break };
+        let Ok((value, rest)) = take_str(rest) else {
+            break;
+        };
         out.push((name, value));
         b = rest;
     }
@@ -163,14 +168,25 @@ pub fn decode(b: &[u8]) -> Result<Packet<'_>, DecodeError> {
             let (filename, rest) = take_str(body)?;
             let (mode, rest) = take_str(rest)?;
             let options = take_options(rest)?;
-            let req = Request { filename, mode, options };
-            Ok(if op == OP_RRQ { Packet::Rrq(req) } else { Packet::Wrq(req) })
+            let req = Request {
+                filename,
+                mode,
+                options,
+            };
+            Ok(if op == OP_RRQ {
+                Packet::Rrq(req)
+            } else {
+                Packet::Wrq(req)
+            })
         }
         OP_DATA => {
             if body.len() < 2 {
                 return Err(DecodeError::Truncated("DATA"));
             }
-            Ok(Packet::Data { block: u16::from_be_bytes([body[0], body[1]]), data: &body[2..] })
+            Ok(Packet::Data {
+                block: u16::from_be_bytes([body[0], body[1]]),
+                data: &body[2..],
+            })
         }
         OP_ACK => {
             if body.len() < 2 {
@@ -186,7 +202,11 @@ pub fn decode(b: &[u8]) -> Result<Packet<'_>, DecodeError> {
             let code = u16::from_be_bytes([body[0], body[1]]);
             // The message should be NUL-terminated; accept it without, it is only logged.
             let msg = &body[2..];
-            let msg = &msg[..msg.iter().position(|&c| c == 0).unwrap_or(msg.len()).min(MAX_STRING)];
+            let msg = &msg[..msg
+                .iter()
+                .position(|&c| c == 0)
+                .unwrap_or(msg.len())
+                .min(MAX_STRING)];
             Ok(Packet::Error { code, message: msg })
         }
         OP_OACK => Ok(Packet::Oack(take_options(body)?)),
@@ -264,8 +284,15 @@ mod tests {
 
     #[test]
     fn decodes_rrq_with_options() {
-        let b = encode_request(OP_RRQ, "ipxe.efi", "octet", &[("tsize", "0".into()), ("BLKSIZE", "1468".into())]);
-        let Packet::Rrq(r) = decode(&b).unwrap() else { panic!() };
+        let b = encode_request(
+            OP_RRQ,
+            "ipxe.efi",
+            "octet",
+            &[("tsize", "0".into()), ("BLKSIZE", "1468".into())],
+        );
+        let Packet::Rrq(r) = decode(&b).unwrap() else {
+            panic!()
+        };
         assert_eq!(r.filename, b"ipxe.efi");
         assert!(r.is_octet());
         assert_eq!(r.option("blksize"), Some("1468"));
@@ -277,7 +304,9 @@ mod tests {
     fn tolerates_sloppy_option_tails() {
         let mut b = encode_request(OP_RRQ, "f", "OCTET", &[("blksize", "1024".into())]);
         b.extend_from_slice(b"tsize\0"); // name without value
-        let Packet::Rrq(r) = decode(&b).unwrap() else { panic!() };
+        let Packet::Rrq(r) = decode(&b).unwrap() else {
+            panic!()
+        };
         assert_eq!(r.options.len(), 1);
         let mut b = encode_request(OP_RRQ, "f", "octet", &[]);
         b.extend_from_slice(&[0, 0, 0]);
@@ -290,7 +319,10 @@ mod tests {
         assert_eq!(decode(&[0]), Err(DecodeError::Short));
         assert_eq!(decode(&[0, 9]), Err(DecodeError::UnknownOpcode(9)));
         assert_eq!(decode(&[0, 1, b'a']), Err(DecodeError::Unterminated));
-        assert_eq!(decode(&[0, 1, b'a', 0, b'o']), Err(DecodeError::Unterminated));
+        assert_eq!(
+            decode(&[0, 1, b'a', 0, b'o']),
+            Err(DecodeError::Unterminated)
+        );
         assert_eq!(decode(&[0, 4, 1]), Err(DecodeError::Truncated("ACK")));
         let mut long = vec![0, 1];
         long.extend(std::iter::repeat_n(b'a', MAX_STRING + 1));
@@ -302,19 +334,42 @@ mod tests {
     fn round_trips_small_packets() {
         assert_eq!(decode(&encode_ack(65535)), Ok(Packet::Ack(65535)));
         let e = encode_error(ErrorCode::OptionRefused, "size probe");
-        assert_eq!(decode(&e), Ok(Packet::Error { code: 8, message: b"size probe" }));
-        let o = encode_oack([("blksize", "1468".to_string()), ("tsize", "850528".to_string())]);
-        assert_eq!(decode(&o), Ok(Packet::Oack(vec![(&b"blksize"[..], &b"1468"[..]), (&b"tsize"[..], &b"850528"[..])])));
+        assert_eq!(
+            decode(&e),
+            Ok(Packet::Error {
+                code: 8,
+                message: b"size probe"
+            })
+        );
+        let o = encode_oack([
+            ("blksize", "1468".to_string()),
+            ("tsize", "850528".to_string()),
+        ]);
+        assert_eq!(
+            decode(&o),
+            Ok(Packet::Oack(vec![
+                (&b"blksize"[..], &b"1468"[..]),
+                (&b"tsize"[..], &b"850528"[..])
+            ]))
+        );
         let mut d = data_header(7).to_vec();
         d.extend_from_slice(b"xyz");
-        assert_eq!(decode(&d), Ok(Packet::Data { block: 7, data: b"xyz" }));
+        assert_eq!(
+            decode(&d),
+            Ok(Packet::Data {
+                block: 7,
+                data: b"xyz"
+            })
+        );
     }
 
     #[test]
     fn options_are_bounded() {
         let opts: Vec<(&str, String)> = (0..100).map(|_| ("x", "1".to_string())).collect();
         let b = encode_request(OP_RRQ, "f", "octet", &opts);
-        let Packet::Rrq(r) = decode(&b).unwrap() else { panic!() };
+        let Packet::Rrq(r) = decode(&b).unwrap() else {
+            panic!()
+        };
         assert_eq!(r.options.len(), MAX_OPTIONS);
     }
 

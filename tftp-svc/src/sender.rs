@@ -83,9 +83,18 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(size: u64, blksize: u16, windowsize: u16, with_oack: bool, timing: Timing) -> Sender {
+    pub fn new(
+        size: u64,
+        blksize: u16,
+        windowsize: u16,
+        with_oack: bool,
+        timing: Timing,
+    ) -> Sender {
         let blksize = u64::from(blksize.max(1));
-        let initial = timing.initial_rto.min(timing.max_rto).max(timing.min_rto.min(timing.max_rto));
+        let initial = timing
+            .initial_rto
+            .min(timing.max_rto)
+            .max(timing.min_rto.min(timing.max_rto));
         Sender {
             size,
             blksize,
@@ -156,7 +165,11 @@ impl Sender {
         let resent = self.sent.min(last).saturating_sub(first - 1);
         self.stats.retransmits += resent;
         self.sent = self.sent.max(last);
-        self.sample_from = if retransmit || resent > 0 { None } else { Some(now) };
+        self.sample_from = if retransmit || resent > 0 {
+            None
+        } else {
+            Some(now)
+        };
         Action::SendBlocks { first, last }
     }
 
@@ -217,7 +230,10 @@ impl Sender {
             }
         }
         if let Some(srtt) = self.srtt {
-            self.rto = (srtt + self.rttvar * 4).clamp(self.timing.min_rto, self.timing.max_rto.max(self.timing.min_rto));
+            self.rto = (srtt + self.rttvar * 4).clamp(
+                self.timing.min_rto,
+                self.timing.max_rto.max(self.timing.min_rto),
+            );
         }
     }
 }
@@ -271,7 +287,13 @@ mod tests {
         // Partial ACK: the client lost block 7; resend from 7.
         assert_eq!(s.on_ack(6, t), Action::SendBlocks { first: 7, last: 10 });
         assert_eq!(s.stats.retransmits, 2);
-        assert_eq!(s.on_ack(10, t), Action::SendBlocks { first: 11, last: 11 });
+        assert_eq!(
+            s.on_ack(10, t),
+            Action::SendBlocks {
+                first: 11,
+                last: 11
+            }
+        );
         assert_eq!(s.on_ack(11, t), Action::Complete);
     }
 
@@ -315,11 +337,19 @@ mod tests {
         s.on_ack(1, t + Duration::from_millis(3));
         assert_eq!(s.rto(), Duration::from_secs(2));
         s.on_ack(2, t + Duration::from_millis(4));
-        assert_eq!(s.rto(), T.min_rto, "1 ms round trips put the timer at its floor");
+        assert_eq!(
+            s.rto(),
+            T.min_rto,
+            "1 ms round trips put the timer at its floor"
+        );
         for _ in 0..2 {
             s.on_timeout(t);
         }
-        assert_ne!(s.on_timeout(t), Action::GiveUp, "retries count consecutive timeouts only");
+        assert_ne!(
+            s.on_timeout(t),
+            Action::GiveUp,
+            "retries count consecutive timeouts only"
+        );
     }
 
     #[test]
@@ -357,16 +387,30 @@ mod tests {
             }
             a = s.on_ack(Sender::wire_block(last), t);
         }
-        let Action::SendBlocks { first, last } = a else { panic!() };
+        let Action::SendBlocks { first, last } = a else {
+            panic!()
+        };
         assert!(first <= 65_535 && last >= 65_530);
         // ACK next window end (crosses 65535 → 0).
         let a = s.on_ack(Sender::wire_block(last), t);
-        let Action::SendBlocks { first: f2, last: l2 } = a else { panic!() };
+        let Action::SendBlocks {
+            first: f2,
+            last: l2,
+        } = a
+        else {
+            panic!()
+        };
         assert_eq!(f2, last + 1);
         // Partial ACK with a wire number past the wrap.
         let mid = f2 + 2;
         assert!(mid > 65_535);
-        assert_eq!(s.on_ack(Sender::wire_block(mid), t), Action::SendBlocks { first: mid + 1, last: (mid + 8).min(70_001) });
+        assert_eq!(
+            s.on_ack(Sender::wire_block(mid), t),
+            Action::SendBlocks {
+                first: mid + 1,
+                last: (mid + 8).min(70_001)
+            }
+        );
         let _ = l2;
     }
 }

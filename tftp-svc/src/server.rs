@@ -9,9 +9,9 @@
 //! permit also removes the dedup/route entry and the per-client count.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,27 +69,34 @@ impl Shards {
         let mut txs = Vec::new();
         for i in 0..n.max(1) {
             let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            std::thread::Builder::new().name(format!("tftp-shard-{i}")).spawn(move || {
-                rt.block_on(async move {
-                    let mut tasks = JoinSet::new();
-                    loop {
-                        tokio::select! {
-                            job = rx.recv() => match job {
-                                Some(j) => { tasks.spawn(j); }
-                                None => break,
-                            },
-                            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("tftp-shard-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let mut tasks = JoinSet::new();
+                        loop {
+                            tokio::select! {
+                                job = rx.recv() => match job {
+                                    Some(j) => { tasks.spawn(j); }
+                                    None => break,
+                                },
+                                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                            }
                         }
-                    }
-                    // The server closed the queue: let what runs finish (the server
-                    // already bounded that by its grace period and hard stop).
-                    while tasks.join_next().await.is_some() {}
-                });
-            })?;
+                        // The server closed the queue: let what runs finish (the server
+                        // already bounded that by its grace period and hard stop).
+                        while tasks.join_next().await.is_some() {}
+                    });
+                })?;
             txs.push(tx);
         }
-        Ok(Shards { txs, next: AtomicUsize::new(0) })
+        Ok(Shards {
+            txs,
+            next: AtomicUsize::new(0),
+        })
     }
 
     fn spawn(&self, job: Job) {
@@ -114,12 +121,19 @@ pub struct Server {
 
 impl Server {
     /// Binds every listen address (fails if any cannot be bound).
-    pub fn bind(settings: Settings, catalogue: Arc<Catalogue>, cache: Option<HardwareCache>) -> io::Result<Server> {
+    pub fn bind(
+        settings: Settings,
+        catalogue: Arc<Catalogue>,
+        cache: Option<HardwareCache>,
+    ) -> io::Result<Server> {
         let mut sockets = Vec::new();
         let mut local_addrs = Vec::new();
         for addr in &settings.listen {
-            let s = net::bind_listener(*addr, settings.interface.as_deref(), settings.socket_buffer)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            let s =
+                net::bind_listener(*addr, settings.interface.as_deref(), settings.socket_buffer)
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                    })?;
             local_addrs.push(s.local_addr()?);
             sockets.push(Arc::new(s));
         }
@@ -133,7 +147,11 @@ impl Server {
             shards: Shards::start(settings.workers)?,
             settings,
         });
-        Ok(Server { local_addrs, shared, sockets })
+        Ok(Server {
+            local_addrs,
+            shared,
+            sockets,
+        })
     }
 
     /// Transfers in progress.
@@ -148,7 +166,13 @@ impl Server {
         let (hard_tx, hard_rx) = watch::channel(false);
         let mut listeners = JoinSet::new();
         for (idx, sock) in self.sockets.iter().enumerate() {
-            listeners.spawn(listen(idx, sock.clone(), self.shared.clone(), stop_rx.clone(), hard_rx.clone()));
+            listeners.spawn(listen(
+                idx,
+                sock.clone(),
+                self.shared.clone(),
+                stop_rx.clone(),
+                hard_rx.clone(),
+            ));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -157,9 +181,16 @@ impl Server {
         let all = self.shared.settings.max_transfers as u32;
         let drained = tokio::time::timeout(grace, self.shared.permits.acquire_many(all)).await;
         if drained.is_err() {
-            tracing::warn!(active = self.active(), "shutdown grace elapsed; cancelling transfers in flight");
+            tracing::warn!(
+                active = self.active(),
+                "shutdown grace elapsed; cancelling transfers in flight"
+            );
             let _ = hard_tx.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.permits.acquire_many(all)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.shared.permits.acquire_many(all),
+            )
+            .await;
         }
     }
 }
@@ -188,7 +219,13 @@ impl Drop for Slot {
     }
 }
 
-async fn listen(idx: usize, sock: Arc<UdpSocket>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>, hard: watch::Receiver<bool>) {
+async fn listen(
+    idx: usize,
+    sock: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    hard: watch::Receiver<bool>,
+) {
     let bound = sock.local_addr().ok();
     let mut buf = vec![0u8; 65536];
     loop {
@@ -212,7 +249,11 @@ async fn listen(idx: usize, sock: Arc<UdpSocket>, shared: Arc<Shared>, mut stop:
         let key = (idx, rx.peer);
         // Single-port mode: a datagram from a client with a transfer goes to that transfer.
         if shared.settings.single_port {
-            let route = shared.active.lock().ok().and_then(|a| a.get(&key).cloned().flatten());
+            let route = shared
+                .active
+                .lock()
+                .ok()
+                .and_then(|a| a.get(&key).cloned().flatten());
             if let Some(tx) = route {
                 if tx.try_send(Bytes::copy_from_slice(data)).is_err() {
                     m::packet_dropped("queue_full");
@@ -220,13 +261,25 @@ async fn listen(idx: usize, sock: Arc<UdpSocket>, shared: Arc<Shared>, mut stop:
                 continue;
             }
         }
-        let local_ip = rx.local_ip.or_else(|| bound.map(|b| b.ip()).filter(|ip| !ip.is_unspecified()));
+        let local_ip = rx
+            .local_ip
+            .or_else(|| bound.map(|b| b.ip()).filter(|ip| !ip.is_unspecified()));
         match packet::decode(data) {
-            Ok(Packet::Rrq(_)) => admit(&shared, &sock, key, Bytes::copy_from_slice(data), local_ip, &hard),
+            Ok(Packet::Rrq(_)) => admit(
+                &shared,
+                &sock,
+                key,
+                Bytes::copy_from_slice(data),
+                local_ip,
+                &hard,
+            ),
             Ok(Packet::Wrq(_)) => {
                 m::refused("write_request");
                 tracing::info!(client = %rx.peer, "write request refused (read-only server)");
-                let e = packet::encode_error(ErrorCode::AccessViolation, "access violation: this server is read-only");
+                let e = packet::encode_error(
+                    ErrorCode::AccessViolation,
+                    "access violation: this server is read-only",
+                );
                 let _ = net::send_from(&sock, &[&e], rx.peer, local_ip).await;
             }
             Ok(_) => m::packet_dropped("unexpected"),
@@ -239,15 +292,26 @@ async fn listen(idx: usize, sock: Arc<UdpSocket>, shared: Arc<Shared>, mut stop:
 }
 
 /// Cheap checks in the listener; the transfer task does the rest.
-fn admit(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, key: (usize, SocketAddr), datagram: Bytes, local_ip: Option<IpAddr>, hard: &watch::Receiver<bool>) {
+fn admit(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    key: (usize, SocketAddr),
+    datagram: Bytes,
+    local_ip: Option<IpAddr>,
+    hard: &watch::Receiver<bool>,
+) {
     let peer = key.1;
     let (permit, route) = {
-        let Ok(mut active) = shared.active.lock() else { return };
+        let Ok(mut active) = shared.active.lock() else {
+            return;
+        };
         if active.contains_key(&key) {
             m::request_dropped("duplicate");
             return;
         }
-        let Ok(mut pc) = shared.per_client.lock() else { return };
+        let Ok(mut pc) = shared.per_client.lock() else {
+            return;
+        };
         let n = pc.entry(peer.ip()).or_insert(0);
         if *n >= shared.settings.max_per_client {
             m::request_dropped("client_limit");
@@ -270,11 +334,26 @@ fn admit(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, key: (usize, SocketAddr), 
         active.insert(key, tx);
         (permit, rx)
     };
-    let slot = Slot { shared: shared.clone(), key, _permit: permit };
+    let slot = Slot {
+        shared: shared.clone(),
+        key,
+        _permit: permit,
+    };
     match route {
         Some(rx) => {
-            let link = Link { tx: LinkTx::Shared { sock: sock.clone(), peer, local_ip }, rx: LinkRx::Shared(rx) };
-            let req = Request { datagram, peer, local_ip };
+            let link = Link {
+                tx: LinkTx::Shared {
+                    sock: sock.clone(),
+                    peer,
+                    local_ip,
+                },
+                rx: LinkRx::Shared(rx),
+            };
+            let req = Request {
+                datagram,
+                peer,
+                local_ip,
+            };
             let shared2 = shared.clone();
             let hard = hard.clone();
             shared.shards.spawn(Box::pin(async move {
@@ -286,21 +365,38 @@ fn admit(shared: &Arc<Shared>, sock: &Arc<UdpSocket>, key: (usize, SocketAddr), 
     }
 }
 
-fn spawn_own(shared: Arc<Shared>, slot: Slot, datagram: Bytes, peer: SocketAddr, local_ip: Option<IpAddr>, hard: watch::Receiver<bool>) {
+fn spawn_own(
+    shared: Arc<Shared>,
+    slot: Slot,
+    datagram: Bytes,
+    peer: SocketAddr,
+    local_ip: Option<IpAddr>,
+    hard: watch::Receiver<bool>,
+) {
     let interface = shared.settings.interface.clone();
     let shards = shared.clone();
     shards.shards.spawn(Box::pin(async move {
-        let unspecified: IpAddr = if peer.is_ipv4() { IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) };
-        let sock = match net::transfer_socket(local_ip.unwrap_or(unspecified), peer, interface.as_deref()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(client = %peer, error = %e, "cannot open a transfer socket");
-                m::request_dropped("socket_error");
-                drop(slot);
-                return;
-            }
+        let unspecified: IpAddr = if peer.is_ipv4() {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
         };
-        let req = Request { datagram, peer, local_ip };
+        let sock =
+            match net::transfer_socket(local_ip.unwrap_or(unspecified), peer, interface.as_deref())
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(client = %peer, error = %e, "cannot open a transfer socket");
+                    m::request_dropped("socket_error");
+                    drop(slot);
+                    return;
+                }
+            };
+        let req = Request {
+            datagram,
+            peer,
+            local_ip,
+        };
         transfer::run(shared, req, Link::own(sock), hard).await;
         drop(slot);
     }));

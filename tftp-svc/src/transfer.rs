@@ -67,7 +67,11 @@ pub enum LinkTx {
     /// Per-transfer port: a socket bound to the request's local address, connected to the client.
     Own(Arc<UdpSocket>),
     /// Single-port mode: replies through the listener, source address set per packet.
-    Shared { sock: Arc<UdpSocket>, peer: SocketAddr, local_ip: Option<IpAddr> },
+    Shared {
+        sock: Arc<UdpSocket>,
+        peer: SocketAddr,
+        local_ip: Option<IpAddr>,
+    },
 }
 
 /// The receiving half.
@@ -81,7 +85,10 @@ impl Link {
     /// A per-transfer socket.
     pub fn own(sock: UdpSocket) -> Link {
         let s = Arc::new(sock);
-        Link { tx: LinkTx::Own(s.clone()), rx: LinkRx::Own(s) }
+        Link {
+            tx: LinkTx::Own(s.clone()),
+            rx: LinkRx::Own(s),
+        }
     }
 }
 
@@ -89,7 +96,11 @@ impl LinkTx {
     async fn send(&self, parts: &[&[u8]]) -> io::Result<()> {
         match self {
             LinkTx::Own(s) => net::send_connected(s, parts).await,
-            LinkTx::Shared { sock, peer, local_ip } => net::send_from(sock, parts, *peer, *local_ip).await,
+            LinkTx::Shared {
+                sock,
+                peer,
+                local_ip,
+            } => net::send_from(sock, parts, *peer, *local_ip).await,
         }
     }
 
@@ -97,7 +108,11 @@ impl LinkTx {
     async fn send_window(&self, segments: &[([u8; 4], &[u8])]) -> io::Result<()> {
         match self {
             LinkTx::Own(s) => net::send_segments(s, segments, None).await,
-            LinkTx::Shared { sock, peer, local_ip } => net::send_segments(sock, segments, Some((*peer, *local_ip))).await,
+            LinkTx::Shared {
+                sock,
+                peer,
+                local_ip,
+            } => net::send_segments(sock, segments, Some((*peer, *local_ip))).await,
         }
     }
 
@@ -125,13 +140,25 @@ struct Windows<'a> {
 
 impl<'a> Windows<'a> {
     fn new(data: &'a Bytes, image: Option<Arc<WireImage>>) -> Windows<'a> {
-        Windows { data, image, segment_size_set: false, scratch: Vec::new() }
+        Windows {
+            data,
+            image,
+            segment_size_set: false,
+            scratch: Vec::new(),
+        }
     }
 
     /// Sends blocks `first..=last` (`bytes` of file data). Returns whether they went out
     /// zero-copy. A kernel refusal other than the client's closed port (which the caller
     /// ends the transfer on) makes this and every later window of the transfer copy.
-    async fn send(&mut self, link: &LinkTx, sender: &Sender, first: u64, last: u64, bytes: u64) -> io::Result<bool> {
+    async fn send(
+        &mut self,
+        link: &LinkTx,
+        sender: &Sender,
+        first: u64,
+        last: u64,
+        bytes: u64,
+    ) -> io::Result<bool> {
         if let (Some(img), LinkTx::Own(sock)) = (&self.image, link) {
             let mut r = Ok(());
             if !self.segment_size_set {
@@ -152,7 +179,10 @@ impl<'a> Windows<'a> {
         }
         self.scratch.clear();
         for n in first..=last {
-            self.scratch.push((packet::data_header(Sender::wire_block(n)), &self.data[sender.block_range(n)]));
+            self.scratch.push((
+                packet::data_header(Sender::wire_block(n)),
+                &self.data[sender.block_range(n)],
+            ));
         }
         link.send_window(&self.scratch).await.map(|()| false)
     }
@@ -160,7 +190,12 @@ impl<'a> Windows<'a> {
 
 /// Blocks from `first` on (`len` bytes of packets) from the wire image, a `sendfile` per
 /// batch of segments.
-async fn send_from_image(sock: &UdpSocket, image: &WireImage, first: u64, len: u64) -> io::Result<()> {
+async fn send_from_image(
+    sock: &UdpSocket,
+    image: &WireImage,
+    first: u64,
+    len: u64,
+) -> io::Result<()> {
     let seg = 4 + u64::from(image.blksize);
     // At most 64 segments (UDP_MAX_SEGMENTS) and 14 pages per call, so that the range
     // fits sendfile's 16-page pipe and goes out as one sendmsg.
@@ -188,10 +223,17 @@ impl LinkRx {
     /// Busy-polls for up to `budget` ([`net::spin`]): `None` when nothing arrived (or the
     /// link cannot be polled: single-port transfers get their datagrams from the
     /// listener's thread).
-    fn poll(&mut self, buf: &mut [u8], budget: std::time::Duration) -> Option<io::Result<Option<usize>>> {
+    fn poll(
+        &mut self,
+        buf: &mut [u8],
+        budget: std::time::Duration,
+    ) -> Option<io::Result<Option<usize>>> {
         let LinkRx::Own(s) = self else { return None };
         let fd = s.as_raw_fd();
-        net::spin(budget, || nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)).map(|r| r.map(Some).map_err(io::Error::from))
+        net::spin(budget, || {
+            nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+        })
+        .map(|r| r.map(Some).map_err(io::Error::from))
     }
 
     /// Next datagram from the client. `Ok(None)` when the link closed.
@@ -216,15 +258,27 @@ pub struct Request {
 
 /// Runs one request to its end. Errors to the client are sent here; counting and logging
 /// happen here too, so every request leaves exactly one log line.
-pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: watch::Receiver<bool>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    req: Request,
+    link: Link,
+    mut hard_stop: watch::Receiver<bool>,
+) {
     let Link { tx, mut rx } = link;
     let started = Instant::now();
     let datagram = req.datagram.clone();
-    let Ok(Packet::Rrq(rrq)) = packet::decode(&datagram) else { return };
+    let Ok(Packet::Rrq(rrq)) = packet::decode(&datagram) else {
+        return;
+    };
     let raw_name = String::from_utf8_lossy(rrq.filename).into_owned();
     let span = tracing::info_span!("tftp", client = %req.peer, file = %Lossy(rrq.filename));
     // A boot file handed out by dhcp-svc carries the DHCP span's context as a suffix.
-    ironboot_telemetry::trace::set_parent(&span, std::str::from_utf8(rrq.filename).ok().and_then(bootfiles::suffix_traceparent));
+    ironboot_telemetry::trace::set_parent(
+        &span,
+        std::str::from_utf8(rrq.filename)
+            .ok()
+            .and_then(bootfiles::suffix_traceparent),
+    );
     async move {
         if !rrq.is_octet() {
             refuse(&tx, &req, &raw_name, ErrorCode::IllegalOperation, "only octet (binary) mode is served", "mode").await;
@@ -305,7 +359,14 @@ pub async fn run(shared: Arc<Shared>, req: Request, link: Link, mut hard_stop: w
 }
 
 /// Sends an ERROR (never retransmitted, per RFC 1350) and counts the refusal.
-async fn refuse(link: &LinkTx, req: &Request, name: &str, code: ErrorCode, msg: &str, reason: &'static str) {
+async fn refuse(
+    link: &LinkTx,
+    req: &Request,
+    name: &str,
+    code: ErrorCode,
+    msg: &str,
+    reason: &'static str,
+) {
     m::refused(reason);
     tracing::info!(reason, requested = name, local = ?req.local_ip, "request refused");
     let _ = link.send(&[&packet::encode_error(code, msg)]).await;
@@ -329,7 +390,15 @@ fn fatal(e: &io::Error) -> bool {
 const POLL_MISSES_MAX: u32 = 3;
 
 /// The send/ack loop.
-async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mut LinkRx, mut windows: Windows<'_>, oack: &[u8], hard_stop: &mut watch::Receiver<bool>) -> Outcome {
+async fn drive(
+    shared: &Shared,
+    sender: &mut Sender,
+    link: &LinkTx,
+    link_rx: &mut LinkRx,
+    mut windows: Windows<'_>,
+    oack: &[u8],
+    hard_stop: &mut watch::Receiver<bool>,
+) -> Outcome {
     let mut buf = vec![0u8; 2048];
     let mut action = sender.start(Instant::now());
     let mut deadline = tokio::time::Instant::now();
@@ -345,14 +414,16 @@ async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mu
             Action::Wait => {}
             Action::SendOack => {
                 if let Err(e) = link.send(&[oack]).await
-                    && fatal(&e) {
-                        return Outcome::IoError;
-                    }
+                    && fatal(&e)
+                {
+                    return Outcome::IoError;
+                }
                 deadline = tokio::time::Instant::now() + sender.rto();
                 sent = true;
             }
             Action::SendBlocks { first, last } => {
-                let bytes = (sender.block_range(first).start..sender.block_range(last).end).len() as u64;
+                let bytes =
+                    (sender.block_range(first).start..sender.block_range(last).end).len() as u64;
                 match windows.send(link, sender, first, last, bytes).await {
                     Ok(true) => zero_copy_sent.increment(bytes),
                     Ok(false) => {}
@@ -367,7 +438,11 @@ async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mu
         // Busy-poll for the answer to what just went out: a fast client answers sooner
         // than this thread could be woken for it. Only while the transfers fit the workers
         // (polling holds the shard's thread) and the ACKs keep arriving within the budget.
-        let polled = if sent && !budget.is_zero() && poll_misses < POLL_MISSES_MAX && shared.active_transfers() <= shared.settings.workers {
+        let polled = if sent
+            && !budget.is_zero()
+            && poll_misses < POLL_MISSES_MAX
+            && shared.active_transfers() <= shared.settings.workers
+        {
             let r = link_rx.poll(&mut buf, budget);
             if r.is_none() {
                 poll_misses += 1;
@@ -393,7 +468,9 @@ async fn drive(shared: &Shared, sender: &mut Sender, link: &LinkTx, link_rx: &mu
             Ok(Some(n)) => match packet::decode(&buf[..n]) {
                 Ok(Packet::Ack(b)) => sender.on_ack(b, Instant::now()),
                 Ok(Packet::Error { code, .. }) => {
-                    return if code == ErrorCode::OptionRefused as u16 && sender.is_waiting_for_oack_ack() {
+                    return if code == ErrorCode::OptionRefused as u16
+                        && sender.is_waiting_for_oack_ack()
+                    {
                         Outcome::SizeProbe
                     } else {
                         Outcome::ClientAborted

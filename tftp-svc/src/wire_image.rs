@@ -103,7 +103,13 @@ pub struct WireImages {
 impl WireImages {
     /// `max_bytes` bounds all images together; 0 turns zero-copy sends off.
     pub fn new(max_bytes: u64) -> Arc<WireImages> {
-        Arc::new(WireImages { inner: Mutex::new(Inner::default()), max_bytes, building: AtomicBool::new(false), failed: AtomicBool::new(false), uses: AtomicU64::new(0) })
+        Arc::new(WireImages {
+            inner: Mutex::new(Inner::default()),
+            max_bytes,
+            building: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            uses: AtomicU64::new(0),
+        })
     }
 
     /// Bytes held in images now.
@@ -118,7 +124,12 @@ impl WireImages {
     /// The image of `file` at `blksize` when it is ready. When it is not, starts writing
     /// it on a thread of its own (unless another image is being written, or it could
     /// never fit) and returns `None`: this transfer copies, later ones will not.
-    pub fn get(self: &Arc<Self>, catalogue: &Catalogue, file: &BootFile, blksize: u16) -> Option<Arc<WireImage>> {
+    pub fn get(
+        self: &Arc<Self>,
+        catalogue: &Catalogue,
+        file: &BootFile,
+        blksize: u16,
+    ) -> Option<Arc<WireImage>> {
         let len = image_len(file.size(), blksize);
         if len > self.max_bytes {
             return None;
@@ -131,14 +142,19 @@ impl WireImages {
                 // Files replaced or removed: their images go (transfers still sending
                 // from one keep it open through their Arc).
                 let snap = catalogue.snapshot();
-                let live: std::collections::HashSet<(usize, usize)> = snap.files.values().map(|f| (f.data.as_ptr() as usize, f.data.len())).collect();
+                let live: std::collections::HashSet<(usize, usize)> = snap
+                    .files
+                    .values()
+                    .map(|f| (f.data.as_ptr() as usize, f.data.len()))
+                    .collect();
                 inner.images.retain(|k, _| live.contains(&(k.0, k.1)));
                 inner.total = inner.images.values().map(|i| i.len).sum();
                 inner.generation = generation;
                 crate::metrics::wire_image_bytes(inner.total);
             }
             if let Some(img) = inner.images.get(&key) {
-                img.last_used.store(self.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+                img.last_used
+                    .store(self.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
                 return Some(img.clone());
             }
         }
@@ -175,12 +191,20 @@ impl WireImages {
             return;
         }
         while inner.total + img.len > self.max_bytes {
-            let Some(oldest) = inner.images.iter().min_by_key(|(_, i)| i.last_used.load(Ordering::Relaxed)).map(|(k, _)| *k) else { break };
+            let Some(oldest) = inner
+                .images
+                .iter()
+                .min_by_key(|(_, i)| i.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
             if let Some(old) = inner.images.remove(&oldest) {
                 inner.total -= old.len;
             }
         }
-        img.last_used.store(self.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        img.last_used
+            .store(self.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         inner.total += img.len;
         inner.images.insert(key, Arc::new(img));
         crate::metrics::wire_image_bytes(inner.total);
@@ -195,7 +219,12 @@ mod tests {
 
     /// The packets the copying path sends for every block, concatenated.
     fn packets(data: &[u8], blksize: u16) -> Vec<u8> {
-        let t = Timing { initial_rto: Duration::from_secs(1), min_rto: Duration::from_secs(1), max_rto: Duration::from_secs(1), max_retries: 1 };
+        let t = Timing {
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_secs(1),
+            max_rto: Duration::from_secs(1),
+            max_retries: 1,
+        };
         let s = Sender::new(data.len() as u64, blksize, 1, false, t);
         let mut out = Vec::new();
         for n in 1..=s.blocks_total() {
@@ -237,7 +266,11 @@ mod tests {
         assert_eq!(img, packets(&data, 8));
         for n in [1u64, 2, 65_535, 65_536, 65_537, 70_000] {
             let at = block_offset(n, 8) as usize;
-            assert_eq!(&img[at..at + 4], &packet::data_header(Sender::wire_block(n)), "block {n}");
+            assert_eq!(
+                &img[at..at + 4],
+                &packet::data_header(Sender::wire_block(n)),
+                "block {n}"
+            );
         }
     }
 
@@ -247,7 +280,10 @@ mod tests {
             std::fs::write(dir.path().join(name), vec![0x5au8; *len]).unwrap();
         }
         let config = bootfiles::CatalogueConfig {
-            dirs: vec![bootfiles::SourceDir { path: dir.path().to_path_buf(), max_depth: 1 }],
+            dirs: vec![bootfiles::SourceDir {
+                path: dir.path().to_path_buf(),
+                max_depth: 1,
+            }],
             link_roots: Vec::new(),
             ..Default::default()
         };
@@ -255,7 +291,12 @@ mod tests {
         (dir, cat)
     }
 
-    fn wait_built(images: &Arc<WireImages>, cat: &Catalogue, file: &BootFile, blksize: u16) -> Arc<WireImage> {
+    fn wait_built(
+        images: &Arc<WireImages>,
+        cat: &Catalogue,
+        file: &BootFile,
+        blksize: u16,
+    ) -> Arc<WireImage> {
         for _ in 0..500 {
             if let Some(i) = images.get(cat, file, blksize) {
                 return i;
@@ -284,19 +325,35 @@ mod tests {
     #[test]
     fn bounded_least_recently_used_go_first_and_too_big_is_never_built() {
         let (_d, cat) = catalogue_with(&[("a.efi", 4_000), ("b.efi", 4_000), ("big.efi", 50_000)]);
-        let (a, b, big) = (cat.get("a.efi").unwrap(), cat.get("b.efi").unwrap(), cat.get("big.efi").unwrap());
+        let (a, b, big) = (
+            cat.get("a.efi").unwrap(),
+            cat.get("b.efi").unwrap(),
+            cat.get("big.efi").unwrap(),
+        );
         // Room for two 4,000-byte images, not three.
         let images = WireImages::new(2 * image_len(4_000, 512) + 100);
         wait_built(&images, &cat, &a, 512);
         wait_built(&images, &cat, &b, 512);
         wait_built(&images, &cat, &a, 512); // a is now the more recent
         wait_built(&images, &cat, &a, 1024);
-        let held = images.lock().images.keys().map(|k| (k.0, k.2)).collect::<std::collections::HashSet<_>>();
+        let held = images
+            .lock()
+            .images
+            .keys()
+            .map(|k| (k.0, k.2))
+            .collect::<std::collections::HashSet<_>>();
         let a_ptr = a.data.as_ptr() as usize;
-        assert_eq!(held, [(a_ptr, 512), (a_ptr, 1024)].into_iter().collect(), "b (least recently used) was dropped");
+        assert_eq!(
+            held,
+            [(a_ptr, 512), (a_ptr, 1024)].into_iter().collect(),
+            "b (least recently used) was dropped"
+        );
         assert!(images.total_bytes() <= 2 * image_len(4_000, 512) + 100);
         for _ in 0..20 {
-            assert!(images.get(&cat, &big, 512).is_none(), "larger than the whole budget");
+            assert!(
+                images.get(&cat, &big, 512).is_none(),
+                "larger than the whole budget"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -308,14 +365,26 @@ mod tests {
         let images = WireImages::new(1 << 20);
         let generation = cat.snapshot().generation;
         let written = || {
-            let fd = bootfiles::memfd::sealed(c"test-wire-image", |w| write_image(&file.data, 512, w)).unwrap();
-            WireImage { fd, blksize: 512, len: image_len(3_000, 512), _data: file.data.clone(), last_used: AtomicU64::new(0) }
+            let fd =
+                bootfiles::memfd::sealed(c"test-wire-image", |w| write_image(&file.data, 512, w))
+                    .unwrap();
+            WireImage {
+                fd,
+                blksize: 512,
+                len: image_len(3_000, 512),
+                _data: file.data.clone(),
+                last_used: AtomicU64::new(0),
+            }
         };
         let key = (file.data.as_ptr() as usize, file.data.len(), 512);
         // The catalogue moved on (and its pruning ran) while the image was written.
         images.lock().generation = generation + 1;
         images.insert(key, written(), generation);
-        assert_eq!(images.total_bytes(), 0, "written from an older catalogue: dropped");
+        assert_eq!(
+            images.total_bytes(),
+            0,
+            "written from an older catalogue: dropped"
+        );
         images.insert(key, written(), generation + 1);
         assert_eq!(images.total_bytes(), image_len(3_000, 512));
     }

@@ -55,21 +55,61 @@ impl Lab {
         let link_srv = Ipv4Addr::from(base + 2);
         let host_if = format!("ibh{id}");
         let srv_link_if = format!("ibr{id}");
-        sh(&["ip", "link", "add", &host_if, "type", "veth", "peer", "name", &srv_link_if]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &srv_link_if,
+        ]);
         sh(&["ip", "link", "set", &srv_link_if, "netns", &srv.name]);
-        sh(&["ip", "addr", "add", &format!("{link_host}/30"), "dev", &host_if]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{link_host}/30"),
+            "dev",
+            &host_if,
+        ]);
         sh(&["ip", "link", "set", &host_if, "up"]);
-        srv.ip(&["addr", "add", &format!("{link_srv}/30"), "dev", &srv_link_if]);
+        srv.ip(&[
+            "addr",
+            "add",
+            &format!("{link_srv}/30"),
+            "dev",
+            &srv_link_if,
+        ]);
         srv.ip(&["link", "set", &srv_link_if, "up"]);
         // The boot LAN: a bridge in srv with the client attached.
         srv.ip(&["link", "add", "br0", "type", "bridge"]);
         srv.ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", "br0"]);
         srv.ip(&["link", "set", "br0", "up"]);
         let client_if = format!("ibc{id}");
-        let client_mac = format!("52:54:00:{:02x}:{:02x}:{:02x}", (id >> 8) & 0xff, id & 0xff, 0x0b);
+        let client_mac = format!(
+            "52:54:00:{:02x}:{:02x}:{:02x}",
+            (id >> 8) & 0xff,
+            id & 0xff,
+            0x0b
+        );
         let lab_tmp = tempfile::tempdir().expect("tmp");
         let registry = TestRegistry::start_on(&format!("{link_host}:0")).await;
-        let lab = Lab { id, srv, cli, registry, host_if, link_host, link_srv, client_if: client_if.clone(), client_mac: client_mac.clone(), dhcp: None, tmp: lab_tmp };
+        let lab = Lab {
+            id,
+            srv,
+            cli,
+            registry,
+            host_if,
+            link_host,
+            link_srv,
+            client_if: client_if.clone(),
+            client_mac: client_mac.clone(),
+            dhcp: None,
+            tmp: lab_tmp,
+        };
         lab.attach(&lab.cli, &client_if, Some(&client_mac), None);
         lab
     }
@@ -78,7 +118,8 @@ impl Lab {
     /// MAC and an address).
     pub fn attach(&self, ns: &Netns, ifname: &str, mac: Option<&str>, addr: Option<&str>) {
         let peer = format!("{ifname}p");
-        self.srv.ip(&["link", "add", ifname, "type", "veth", "peer", "name", &peer]);
+        self.srv
+            .ip(&["link", "add", ifname, "type", "veth", "peer", "name", &peer]);
         self.srv.ip(&["link", "set", ifname, "netns", &ns.name]);
         self.srv.ip(&["link", "set", &peer, "master", "br0"]);
         self.srv.ip(&["link", "set", &peer, "up"]);
@@ -99,15 +140,32 @@ impl Lab {
     /// cache has synced.
     pub fn start_dhcp(&mut self, extra: &[&str]) {
         let mut cmd = self.srv.cmd(env!("CARGO_BIN_EXE_dhcp-svc"));
-        cmd.args(["--registry", &self.registry.endpoint, "--registry-token", &self.registry.read_token])
-            .args(["--admin-listen", &self.admin().to_string(), "--log-format", "json", "--log", "debug,h2=info,tower=info,hyper=info"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(self.tmp.path().join("dhcp-svc.log")).unwrap()));
+        cmd.args([
+            "--registry",
+            &self.registry.endpoint,
+            "--registry-token",
+            &self.registry.read_token,
+        ])
+        .args([
+            "--admin-listen",
+            &self.admin().to_string(),
+            "--log-format",
+            "json",
+            "--log",
+            "debug,h2=info,tower=info,hyper=info",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(self.tmp.path().join("dhcp-svc.log")).unwrap(),
+        ));
         self.dhcp = Some(Proc::spawn(cmd, "dhcp-svc"));
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if http_get(self.admin(), "/healthz").map(|(s, _)| s == 200).unwrap_or(false) {
+            if http_get(self.admin(), "/healthz")
+                .map(|(s, _)| s == 200)
+                .unwrap_or(false)
+            {
                 return;
             }
             if let Some(Ok(Some(st))) = self.dhcp.as_mut().map(|p| p.child.try_wait()) {
@@ -123,20 +181,46 @@ impl Lab {
     }
 
     pub fn metrics(&self) -> String {
-        http_get(self.admin(), "/metrics").map(|(_, b)| b).unwrap_or_default()
+        http_get(self.admin(), "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 
     /// Runs busybox udhcpc once in the client namespace; returns the variables its
     /// script saw on "bound", or None when it got no lease.
     pub fn udhcpc(&self, extra: &[&str]) -> Option<Vec<(String, String)>> {
-        let out = self.tmp.path().join(format!("udhcpc-{}.env", NEXT.fetch_add(1, Ordering::Relaxed)));
+        let out = self.tmp.path().join(format!(
+            "udhcpc-{}.env",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let script = self.tmp.path().join("udhcpc.sh");
-        std::fs::write(&script, format!("#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n", out.display())).unwrap();
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
+                out.display()
+            ),
+        )
+        .unwrap();
         sh(&["chmod", "+x", &script.display().to_string()]);
         let status = self
             .cli
             .cmd("busybox")
-            .args(["udhcpc", "-i", &self.client_if, "-f", "-q", "-n", "-t", "3", "-T", "1", "-A", "1", "-s"])
+            .args([
+                "udhcpc",
+                "-i",
+                &self.client_if,
+                "-f",
+                "-q",
+                "-n",
+                "-t",
+                "3",
+                "-T",
+                "1",
+                "-A",
+                "1",
+                "-s",
+            ])
             .arg(&script)
             .args(extra)
             .stdout(Stdio::null())
@@ -147,18 +231,26 @@ impl Lab {
             return None;
         }
         let text = std::fs::read_to_string(&out).ok()?;
-        Some(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Some(
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         self.dhcp.take();
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
     }
 }
 
 pub fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    env.iter()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
 }
-

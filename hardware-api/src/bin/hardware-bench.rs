@@ -21,7 +21,8 @@ use ironboot_proto::MacAddr;
 use ironboot_proto::cache::{CacheConfig, HardwareCache};
 use ironboot_proto::client::RegistryArgs;
 use ironboot_proto::pb::{
-    Dhcp, GetHardwareRequest, Hardware, Interface, Netboot, UpdateHardwareRequest, UpdateOutcome, get_hardware_request,
+    Dhcp, GetHardwareRequest, Hardware, Interface, Netboot, UpdateHardwareRequest, UpdateOutcome,
+    get_hardware_request,
 };
 
 /// Targets of the benchmark issue (2-core machine, 100,000 machines).
@@ -34,7 +35,10 @@ const TARGET_SYNC_SECS: f64 = 3.0;
 const MAX_COUNT: u32 = 0x00FF_FFFE;
 
 #[derive(Parser)]
-#[command(name = "hardware-bench", about = "Benchmark the ironboot hardware registry and its cache")]
+#[command(
+    name = "hardware-bench",
+    about = "Benchmark the ironboot hardware registry and its cache"
+)]
 struct Cli {
     #[command(flatten)]
     registry: RegistryArgs,
@@ -126,7 +130,12 @@ fn name_of(i: u32) -> String {
 fn machine(i: u32) -> Hardware {
     let name = name_of(i);
     Hardware {
-        labels: [("bench".to_string(), "registry".to_string()), ("rack".to_string(), format!("r{:03}", i % 500))].into_iter().collect(),
+        labels: [
+            ("bench".to_string(), "registry".to_string()),
+            ("rack".to_string(), format!("r{:03}", i % 500)),
+        ]
+        .into_iter()
+        .collect(),
         interfaces: vec![Interface {
             mac: mac_of(i).to_string(),
             dhcp: Some(Dhcp {
@@ -137,7 +146,11 @@ fn machine(i: u32) -> Hardware {
                 uefi: true,
                 ..Default::default()
             }),
-            netboot: Some(Netboot { allow_pxe: Some(true), allow_workflow: Some(true), ..Default::default() }),
+            netboot: Some(Netboot {
+                allow_pxe: Some(true),
+                allow_workflow: Some(true),
+                ..Default::default()
+            }),
         }],
         facility: "bench".into(),
         name,
@@ -184,8 +197,15 @@ fn metric(name: &str, value: impl std::fmt::Display) {
 fn target(name: &str, value: f64, at_most: bool, goal: f64) -> bool {
     let pass = if at_most { value < goal } else { value >= goal };
     let op = if at_most { "<" } else { ">=" };
-    let shown = if value.abs() < 10.0 { format!("{value:.3}") } else { format!("{value:.1}") };
-    println!("target {name} {shown} {op}{goal} {}", if pass { "PASS" } else { "MISS" });
+    let shown = if value.abs() < 10.0 {
+        format!("{value:.3}")
+    } else {
+        format!("{value:.1}")
+    };
+    println!(
+        "target {name} {shown} {op}{goal} {}",
+        if pass { "PASS" } else { "MISS" }
+    );
     pass
 }
 
@@ -203,7 +223,12 @@ async fn seed(registry: &RegistryArgs, count: u32, concurrency: usize) -> Result
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
         let mut client = client.clone();
-        let (next, created, updated, unchanged) = (next.clone(), created.clone(), updated.clone(), unchanged.clone());
+        let (next, created, updated, unchanged) = (
+            next.clone(),
+            created.clone(),
+            updated.clone(),
+            unchanged.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let res = async {
                 loop {
@@ -217,11 +242,14 @@ async fn seed(registry: &RegistryArgs, count: u32, concurrency: usize) -> Result
                         allow_missing: true,
                         validate_only: false,
                     };
-                    let resp = tokio::time::timeout(Duration::from_secs(60), client.update_hardware(req))
-                        .await
-                        .with_context(|| format!("{}: no answer within 60 s", name_of(i)))?
-                        .map_err(|s| anyhow::anyhow!("{}: {}: {}", name_of(i), s.code(), s.message()))?
-                        .into_inner();
+                    let resp =
+                        tokio::time::timeout(Duration::from_secs(60), client.update_hardware(req))
+                            .await
+                            .with_context(|| format!("{}: no answer within 60 s", name_of(i)))?
+                            .map_err(|s| {
+                                anyhow::anyhow!("{}: {}: {}", name_of(i), s.code(), s.message())
+                            })?
+                            .into_inner();
                     let counter = match UpdateOutcome::try_from(resp.outcome) {
                         Ok(UpdateOutcome::Created) => &created,
                         Ok(UpdateOutcome::Updated) => &updated,
@@ -246,8 +274,13 @@ async fn seed(registry: &RegistryArgs, count: u32, concurrency: usize) -> Result
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let done = created.load(Ordering::Relaxed) + updated.load(Ordering::Relaxed) + unchanged.load(Ordering::Relaxed);
-                eprintln!("seed: {done}/{count} after {:.0} s", started.elapsed().as_secs_f64());
+                let done = created.load(Ordering::Relaxed)
+                    + updated.load(Ordering::Relaxed)
+                    + unchanged.load(Ordering::Relaxed);
+                eprintln!(
+                    "seed: {done}/{count} after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
             }
         })
     };
@@ -268,7 +301,11 @@ async fn seed(registry: &RegistryArgs, count: u32, concurrency: usize) -> Result
         return Err(e.context("seeding failed"));
     }
     let took = started.elapsed();
-    let (c, u, n) = (created.load(Ordering::Relaxed), updated.load(Ordering::Relaxed), unchanged.load(Ordering::Relaxed));
+    let (c, u, n) = (
+        created.load(Ordering::Relaxed),
+        updated.load(Ordering::Relaxed),
+        unchanged.load(Ordering::Relaxed),
+    );
     let rate = count as f64 / secs(took);
     metric("seed_machines", count);
     metric("seed_created", c);
@@ -296,10 +333,19 @@ fn process_cpu_ticks(pid: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let rest = text.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).context("no utime in stat")?;
-    let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).context("no stime in stat")?;
+    let utime: u64 = f
+        .get(11)
+        .and_then(|v| v.parse().ok())
+        .context("no utime in stat")?;
+    let stime: u64 = f
+        .get(12)
+        .and_then(|v| v.parse().ok())
+        .context("no stime in stat")?;
     Ok(utime + stime)
 }
 
@@ -307,7 +353,11 @@ fn process_cpu_ticks(pid: &str) -> Result<u64> {
 fn machine_busy_ticks() -> Result<u64> {
     let text = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
     let line = text.lines().next().context("empty /proc/stat")?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal (guest time is already in user).
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
@@ -323,7 +373,9 @@ struct CpuSample {
 fn cpu_sample(registry_pid: Option<u32>) -> Result<CpuSample> {
     Ok(CpuSample {
         own: process_cpu_ticks("self")?,
-        registry: registry_pid.map(|p| process_cpu_ticks(&p.to_string())).transpose()?,
+        registry: registry_pid
+            .map(|p| process_cpu_ticks(&p.to_string()))
+            .transpose()?,
         machine: machine_busy_ticks()?,
     })
 }
@@ -366,7 +418,11 @@ impl tonic::codec::Codec for LookupCodec {
 impl tonic::codec::Encoder for LookupCodec {
     type Item = GetHardwareRequest;
     type Error = tonic::Status;
-    fn encode(&mut self, item: GetHardwareRequest, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(
+        &mut self,
+        item: GetHardwareRequest,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
         prost::Message::encode(&item, dst).map_err(|e| tonic::Status::internal(e.to_string()))
     }
 }
@@ -374,8 +430,13 @@ impl tonic::codec::Encoder for LookupCodec {
 impl tonic::codec::Decoder for LookupCodec {
     type Item = NameOfAnswer;
     type Error = tonic::Status;
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<NameOfAnswer>, tonic::Status> {
-        prost::Message::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<NameOfAnswer>, tonic::Status> {
+        prost::Message::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
     }
 }
 
@@ -393,20 +454,28 @@ impl tonic::service::Interceptor for Bearer {
 }
 
 /// A GetHardware client that decodes answers as [`NameOfAnswer`].
-type Lookups = tonic::client::Grpc<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>>;
+type Lookups = tonic::client::Grpc<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
 
 async fn connect_lookups(registry: &RegistryArgs) -> Result<Lookups> {
     let token = match (&registry.token, &registry.token_file) {
         (Some(t), _) => Some(t.trim().to_string()),
         (None, Some(p)) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
             Some(text.lines().next().unwrap_or("").trim().to_string())
         }
         (None, None) => None,
     };
-    let bearer = token.map(|t| format!("Bearer {t}").parse()).transpose().context("the token must be printable ASCII")?;
+    let bearer = token
+        .map(|t| format!("Bearer {t}").parse())
+        .transpose()
+        .context("the token must be printable ASCII")?;
     let channel = registry.channel().await?;
-    Ok(tonic::client::Grpc::new(tonic::service::interceptor::InterceptedService::new(channel, Bearer(bearer))))
+    Ok(tonic::client::Grpc::new(
+        tonic::service::interceptor::InterceptedService::new(channel, Bearer(bearer)),
+    ))
 }
 
 /// One call to measure, with the clients it needs.
@@ -421,8 +490,12 @@ impl Caller {
     async fn call(&mut self, i: u32) -> Result<(), String> {
         match self {
             Caller::Hardware(c) => {
-                let req = GetHardwareRequest { key: Some(get_hardware_request::Key::Mac(mac_of(i).to_string())) };
-                let path = tonic::codegen::http::uri::PathAndQuery::from_static("/hardware.v1.HardwareService/GetHardware");
+                let req = GetHardwareRequest {
+                    key: Some(get_hardware_request::Key::Mac(mac_of(i).to_string())),
+                };
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/hardware.v1.HardwareService/GetHardware",
+                );
                 let answer = match c.ready().await {
                     Ok(()) => c.unary(tonic::Request::new(req), path, LookupCodec).await,
                     Err(e) => Err(tonic::Status::unavailable(e.to_string())),
@@ -431,14 +504,24 @@ impl Caller {
                     Err(s) => Err(format!("{}: {}: {}", mac_of(i), s.code(), s.message())),
                     Ok(resp) => match resp.into_inner().hardware {
                         Some(hw) if hw.name == name_of(i) => Ok(()),
-                        Some(hw) => Err(format!("{} answered {} instead of {}", mac_of(i), hw.name, name_of(i))),
+                        Some(hw) => Err(format!(
+                            "{} answered {} instead of {}",
+                            mac_of(i),
+                            hw.name,
+                            name_of(i)
+                        )),
                         None => Err(format!("{}: empty answer", mac_of(i))),
                     },
                 }
             }
             Caller::Health(c) => {
                 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-                match c.check(HealthCheckRequest { service: String::new() }).await {
+                match c
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                {
                     Err(s) => Err(format!("health: {}: {}", s.code(), s.message())),
                     Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
                     Ok(r) => Err(format!("health: status {}", r.get_ref().status)),
@@ -485,7 +568,12 @@ async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
         let mut caller = callers[k % callers.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x5EED_0000 + k as u64);
-            let mut r = GrpcTaskResult { latencies_ns: Vec::with_capacity(1 << 16), errors: 0, first_error: None, last_done: None };
+            let mut r = GrpcTaskResult {
+                latencies_ns: Vec::with_capacity(1 << 16),
+                errors: 0,
+                first_error: None,
+                last_done: None,
+            };
             loop {
                 let i = rng.index(count);
                 let start = Instant::now();
@@ -542,7 +630,11 @@ async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
         let rank = ((p / 100.0) * n as f64).ceil() as usize;
         all[rank.clamp(1, n) - 1] as f64 / 1000.0
     };
-    let mean = if n == 0 { 0.0 } else { all.iter().sum::<u64>() as f64 / n as f64 / 1000.0 };
+    let mean = if n == 0 {
+        0.0
+    } else {
+        all.iter().sum::<u64>() as f64 / n as f64 / 1000.0
+    };
     let rate = n as f64 / wall;
     let prefix = match o.rpc {
         Rpc::GetHardware => "grpc",
@@ -554,7 +646,14 @@ async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
     m("requests", n.to_string());
     m("errors", errors.to_string());
     m("seconds", format!("{wall:.2}"));
-    m(if o.rpc == Rpc::GetHardware { "lookups_per_sec" } else { "calls_per_sec" }, format!("{rate:.0}"));
+    m(
+        if o.rpc == Rpc::GetHardware {
+            "lookups_per_sec"
+        } else {
+            "calls_per_sec"
+        },
+        format!("{rate:.0}"),
+    );
     m("latency_mean_us", format!("{mean:.1}"));
     m("latency_p50_us", format!("{:.1}", pct(50.0)));
     m("latency_p90_us", format!("{:.1}", pct(90.0)));
@@ -563,7 +662,9 @@ async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
     m("latency_max_us", format!("{:.1}", pct(100.0)));
     // Ticks are 10 ms; per request in µs.
     let per_req = |ticks: u64| ticks as f64 * 10_000.0 / (n.max(1) as f64);
-    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as f64;
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1) as f64;
     let own = cpu1.own - cpu0.own;
     let machine = cpu1.machine.saturating_sub(cpu0.machine);
     let reg = cpu1.registry.zip(cpu0.registry).map(|(a, b)| a - b);
@@ -578,12 +679,21 @@ async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
         // themselves: less sensitive to other load than the measured rate.
         let both = per_req(own) + per_req(reg);
         if both > 0.0 {
-            m("cpu_bound_capacity_per_sec", format!("{:.0}", cores * 1e6 / both));
+            m(
+                "cpu_bound_capacity_per_sec",
+                format!("{:.0}", cores * 1e6 / both),
+            );
         }
     }
-    m("machine_busy_percent", format!("{:.0}", pct_of_machine(machine)));
+    m(
+        "machine_busy_percent",
+        format!("{:.0}", pct_of_machine(machine)),
+    );
     if reg.is_some() {
-        m("other_processes_cpu_percent", format!("{:.0}", pct_of_machine(other)));
+        m(
+            "other_processes_cpu_percent",
+            format!("{:.0}", pct_of_machine(other)),
+        );
     }
     let what = match o.rpc {
         Rpc::GetHardware => "GetHardware by MAC",
@@ -597,15 +707,23 @@ async fn grpc(registry: &RegistryArgs, o: GrpcOpts) -> Result<()> {
         pct(50.0),
         pct(99.0),
         per_req(own),
-        reg.map(|r| format!(", {:.0} us in the registry", per_req(r))).unwrap_or_default(),
+        reg.map(|r| format!(", {:.0} us in the registry", per_req(r)))
+            .unwrap_or_default(),
         pct_of_machine(machine),
-        if reg.is_some() { format!(", {:.0}% by other processes", pct_of_machine(other)) } else { String::new() },
+        if reg.is_some() {
+            format!(", {:.0}% by other processes", pct_of_machine(other))
+        } else {
+            String::new()
+        },
     );
     if o.rpc == Rpc::GetHardware {
         target("grpc_lookups_per_sec", rate, false, TARGET_GRPC_PER_SEC);
     }
     if errors > 0 {
-        bail!("{errors} call(s) failed, first: {}", first_error.unwrap_or_default());
+        bail!(
+            "{errors} call(s) failed, first: {}",
+            first_error.unwrap_or_default()
+        );
     }
     if n == 0 {
         bail!("no call completed in the measured window");
@@ -629,10 +747,18 @@ fn lookup_loop(cache: &HardwareCache, keys: &[MacAddr], lookups: u64) -> (f64, u
             done += 1;
         }
     }
-    (started.elapsed().as_nanos() as f64 / lookups.max(1) as f64, hits)
+    (
+        started.elapsed().as_nanos() as f64 / lookups.max(1) as f64,
+        hits,
+    )
 }
 
-async fn cache(registry: &RegistryArgs, count: u32, lookups: u64, sync_timeout: Duration) -> Result<()> {
+async fn cache(
+    registry: &RegistryArgs,
+    count: u32,
+    lookups: u64,
+    sync_timeout: Duration,
+) -> Result<()> {
     let client = registry.connect().await?;
     let started = Instant::now();
     let cache = HardwareCache::start(client, CacheConfig::default());
@@ -654,7 +780,9 @@ async fn cache(registry: &RegistryArgs, count: u32, lookups: u64, sync_timeout: 
         hwm as f64 / 1024.0
     );
     if records != count as usize {
-        bail!("the synced cache holds {records} machines, expected {count} (is the registry seeded with exactly --count machines?)");
+        bail!(
+            "the synced cache holds {records} machines, expected {count} (is the registry seeded with exactly --count machines?)"
+        );
     }
     target("cache_sync_seconds", secs(sync), true, TARGET_SYNC_SECS);
 
@@ -666,9 +794,12 @@ async fn cache(registry: &RegistryArgs, count: u32, lookups: u64, sync_timeout: 
         let k = (rng.next() % (j as u64 + 1)) as usize;
         keys.swap(j, k);
     }
-    let unknown: Vec<MacAddr> =
-        (1..=count.min(100_000)).map(|i| MacAddr([0x06, 0x00, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8])).collect();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let unknown: Vec<MacAddr> = (1..=count.min(100_000))
+        .map(|i| MacAddr([0x06, 0x00, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let c = cache.clone();
     let (single_ns, hits, miss_ns, multi_ns) = tokio::task::spawn_blocking(move || {
         // Warm up: touch every entry once.
@@ -680,7 +811,11 @@ async fn cache(registry: &RegistryArgs, count: u32, lookups: u64, sync_timeout: 
         let orders: Vec<Vec<MacAddr>> = (0..threads)
             .map(|t| {
                 let offset = t * keys.len() / threads;
-                keys[offset..].iter().chain(&keys[..offset]).copied().collect()
+                keys[offset..]
+                    .iter()
+                    .chain(&keys[..offset])
+                    .copied()
+                    .collect()
             })
             .collect();
         let wall = Instant::now();
@@ -707,7 +842,10 @@ async fn cache(registry: &RegistryArgs, count: u32, lookups: u64, sync_timeout: 
         1e3 / multi_ns
     );
     if hits != lookups {
-        bail!("{} of {lookups} lookups of known MACs missed", lookups - hits);
+        bail!(
+            "{} of {lookups} lookups of known MACs missed",
+            lookups - hits
+        );
     }
     target("cache_lookup_ns", single_ns, true, TARGET_CACHE_LOOKUP_NS);
     cache.stop();
@@ -735,11 +873,31 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     let res = match cli.cmd {
         Cmd::Seed { count, concurrency } => seed(&cli.registry, count, concurrency).await,
-        Cmd::Grpc { count, concurrency, duration, warmup, connections, rpc, registry_pid } => {
-            let opts = GrpcOpts { count, concurrency, duration, warmup, connections, rpc, registry_pid };
+        Cmd::Grpc {
+            count,
+            concurrency,
+            duration,
+            warmup,
+            connections,
+            rpc,
+            registry_pid,
+        } => {
+            let opts = GrpcOpts {
+                count,
+                concurrency,
+                duration,
+                warmup,
+                connections,
+                rpc,
+                registry_pid,
+            };
             grpc(&cli.registry, opts).await
         }
-        Cmd::Cache { count, lookups, sync_timeout } => cache(&cli.registry, count, lookups, sync_timeout).await,
+        Cmd::Cache {
+            count,
+            lookups,
+            sync_timeout,
+        } => cache(&cli.registry, count, lookups, sync_timeout).await,
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -76,7 +76,10 @@ pub struct ReadIndex {
 fn keys(hw: &Hardware) -> impl Iterator<Item = (Option<MacAddr>, Option<Ipv4Addr>)> + '_ {
     hw.interfaces.iter().map(|iface| {
         let mac = MacAddr::parse(&iface.mac).ok();
-        let ip = iface.dhcp.as_ref().and_then(|d| d.ip.parse::<Ipv4Addr>().ok());
+        let ip = iface
+            .dhcp
+            .as_ref()
+            .and_then(|d| d.ip.parse::<Ipv4Addr>().ok());
         (mac, ip)
     })
 }
@@ -84,7 +87,10 @@ fn keys(hw: &Hardware) -> impl Iterator<Item = (Option<MacAddr>, Option<Ipv4Addr
 impl ReadIndex {
     /// The index of `records`, the whole content of a store at `revision`.
     pub fn new(records: impl IntoIterator<Item = Hardware>, revision: u64) -> Self {
-        let mut index = ReadIndex { revision, ..Default::default() };
+        let mut index = ReadIndex {
+            revision,
+            ..Default::default()
+        };
         for hw in records {
             index.put(hw);
         }
@@ -118,7 +124,10 @@ impl ReadIndex {
     /// `next_after` is the last name looked at when more records follow it.
     pub fn page(&self, after: Option<&str>, limit: usize, selector: &Selector) -> IndexPage {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut page = IndexPage { revision: self.revision, ..Default::default() };
+        let mut page = IndexPage {
+            revision: self.revision,
+            ..Default::default()
+        };
         let mut last = None;
         for (name, hw) in self.by_name.range::<str, _>((start, Bound::Unbounded)) {
             if page.hardware.len() == limit {
@@ -165,7 +174,9 @@ impl ReadIndex {
 
     /// Removes the record with `id` and every key that still leads to it.
     fn remove(&mut self, id: &str) {
-        let Some(old) = self.by_id.remove(id) else { return };
+        let Some(old) = self.by_id.remove(id) else {
+            return;
+        };
         let is_old = |held: &Arc<Entry>| Arc::ptr_eq(held, &old);
         if self.by_name.get(old.name.as_str()).is_some_and(is_old) {
             self.by_name.remove(old.name.as_str());
@@ -196,7 +207,10 @@ mod tests {
             name: name.into(),
             interfaces: vec![Interface {
                 mac: mac.into(),
-                dhcp: Some(Dhcp { ip: ip.into(), ..Default::default() }),
+                dhcp: Some(Dhcp {
+                    ip: ip.into(),
+                    ..Default::default()
+                }),
                 netboot: None,
             }],
             ..Default::default()
@@ -204,7 +218,11 @@ mod tests {
     }
 
     fn event(kind: EventType, hw: Hardware, revision: u64) -> Event {
-        Event { r#type: kind as i32, hardware: Some(hw), revision }
+        Event {
+            r#type: kind as i32,
+            hardware: Some(hw),
+            revision,
+        }
     }
 
     fn mac(s: &str) -> Lookup {
@@ -223,7 +241,12 @@ mod tests {
     fn finds_by_every_key() {
         let index = ReadIndex::new([hw("id-a", "a", "52:54:00:00:00:01", "10.0.0.1")], 4);
         assert_eq!(index.revision(), 4);
-        for key in [Lookup::Id("id-a".into()), Lookup::Name("a".into()), mac("52:54:00:00:00:01"), ip("10.0.0.1")] {
+        for key in [
+            Lookup::Id("id-a".into()),
+            Lookup::Name("a".into()),
+            mac("52:54:00:00:00:01"),
+            ip("10.0.0.1"),
+        ] {
             assert_eq!(name_of(&index, &key).as_deref(), Some("a"), "{key}");
         }
         assert_eq!(index.get(&ip("10.0.0.2")), None);
@@ -251,7 +274,10 @@ mod tests {
         assert_eq!(index.get(&mac("52:54:00:00:00:01")), None);
         assert_eq!(index.get(&ip("10.0.0.1")), None);
         assert_eq!(index.get(&Lookup::Name("a".into())), None);
-        assert_eq!(name_of(&index, &mac("52:54:00:00:00:09")).as_deref(), Some("a2"));
+        assert_eq!(
+            name_of(&index, &mac("52:54:00:00:00:09")).as_deref(),
+            Some("a2")
+        );
         assert_eq!((index.len(), index.revision()), (1, 2));
     }
 
@@ -259,31 +285,65 @@ mod tests {
     fn a_key_freed_and_taken_in_one_transaction_goes_to_the_new_holder() {
         let mut index = ReadIndex::new([hw("id-a", "a", "52:54:00:00:00:01", "10.0.0.1")], 1);
         let events = [
-            event(EventType::Modified, hw("id-a", "a", "52:54:00:00:00:02", "10.0.0.2"), 2),
-            event(EventType::Added, hw("id-b", "b", "52:54:00:00:00:01", "10.0.0.1"), 3),
+            event(
+                EventType::Modified,
+                hw("id-a", "a", "52:54:00:00:00:02", "10.0.0.2"),
+                2,
+            ),
+            event(
+                EventType::Added,
+                hw("id-b", "b", "52:54:00:00:00:01", "10.0.0.1"),
+                3,
+            ),
         ];
         index.apply(&events, 3);
-        assert_eq!(name_of(&index, &mac("52:54:00:00:00:01")).as_deref(), Some("b"));
+        assert_eq!(
+            name_of(&index, &mac("52:54:00:00:00:01")).as_deref(),
+            Some("b")
+        );
         assert_eq!(name_of(&index, &ip("10.0.0.2")).as_deref(), Some("a"));
         // Deleting b leaves a's keys alone.
-        index.apply(&[event(EventType::Deleted, hw("id-b", "b", "52:54:00:00:00:01", "10.0.0.1"), 4)], 4);
+        index.apply(
+            &[event(
+                EventType::Deleted,
+                hw("id-b", "b", "52:54:00:00:00:01", "10.0.0.1"),
+                4,
+            )],
+            4,
+        );
         assert_eq!(index.get(&mac("52:54:00:00:00:01")), None);
-        assert_eq!(name_of(&index, &mac("52:54:00:00:00:02")).as_deref(), Some("a"));
+        assert_eq!(
+            name_of(&index, &mac("52:54:00:00:00:02")).as_deref(),
+            Some("a")
+        );
         assert_eq!(index.len(), 1);
     }
 
     #[test]
     fn pages_follow_names_and_the_selector() {
         let records = (0..5).map(|i| {
-            let mut h = hw(&format!("id{i}"), &format!("m{i}"), &format!("52:54:00:00:01:{i:02x}"), "");
+            let mut h = hw(
+                &format!("id{i}"),
+                &format!("m{i}"),
+                &format!("52:54:00:00:01:{i:02x}"),
+                "",
+            );
             h.labels.insert("even".into(), (i % 2 == 0).to_string());
             h
         });
         let index = ReadIndex::new(records, 5);
         let all = Selector::default();
-        let names = |p: &IndexPage| p.hardware.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+        let names = |p: &IndexPage| {
+            p.hardware
+                .iter()
+                .map(|h| h.name.clone())
+                .collect::<Vec<_>>()
+        };
         let p1 = index.page(None, 2, &all);
-        assert_eq!((names(&p1), p1.next_after.as_deref(), p1.revision), (vec!["m0".into(), "m1".into()], Some("m1"), 5));
+        assert_eq!(
+            (names(&p1), p1.next_after.as_deref(), p1.revision),
+            (vec!["m0".into(), "m1".into()], Some("m1"), 5)
+        );
         let p3 = index.page(Some("m3"), 2, &all);
         assert_eq!((names(&p3), p3.next_after), (vec!["m4".to_string()], None));
         let even = index.page(None, 10, &Selector::parse("even=true").unwrap());

@@ -92,8 +92,14 @@ pub enum StoreError {
     #[error("{what} is already used by hardware {holder:?}")]
     Conflict { what: String, holder: String },
     #[error("hardware {name:?} is at revision {actual}, not {expected}: read it again and retry")]
-    StaleRevision { name: String, expected: u64, actual: u64 },
-    #[error("revision {requested} is older than the oldest change this registry keeps (it keeps changes after {kept_after}); list again")]
+    StaleRevision {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(
+        "revision {requested} is older than the oldest change this registry keeps (it keeps changes after {kept_after}); list again"
+    )]
     Compacted { requested: u64, kept_after: u64 },
     #[error("revision {requested} is newer than this store's revision {current}; list again")]
     FutureRevision { requested: u64, current: u64 },
@@ -108,10 +114,17 @@ pub trait HardwareStore: Send + Sync + 'static {
     /// The record's protobuf encoding (a `Hardware` message): what GetHardware sends.
     /// Engines that keep records encoded hand them out without encoding each time.
     fn get_encoded(&self, key: &Lookup) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.get(key)?.map(|hw| Bytes::from(prost::Message::encode_to_vec(&hw))))
+        Ok(self
+            .get(key)?
+            .map(|hw| Bytes::from(prost::Message::encode_to_vec(&hw))))
     }
     /// Up to `limit` records ordered by name, starting after `after`, that match.
-    fn list(&self, after: Option<&str>, limit: usize, selector: &Selector) -> Result<Page, StoreError>;
+    fn list(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        selector: &Selector,
+    ) -> Result<Page, StoreError>;
     /// Stored events with revision greater than `since`, oldest first, at most `limit`.
     fn events_since(&self, since: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// Every event, as soon as it is durable, in revision order.

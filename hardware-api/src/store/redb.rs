@@ -231,7 +231,11 @@ fn writer_loop(shared: &Shared, rx: mpsc::Receiver<(WriteOp, Reply)>, retention:
                 // Committed: make it readable before anyone hears of it (revision,
                 // watchers, the writers' acknowledgements).
                 if !events.is_empty() {
-                    shared.index.write().unwrap_or_else(PoisonError::into_inner).apply(&events, revision);
+                    shared
+                        .index
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .apply(&events, revision);
                 }
                 shared.revision.store(revision, Ordering::Release);
                 for ev in events {
@@ -262,7 +266,11 @@ struct Tables<'t> {
 
 type BatchResult = (Vec<Result<WriteOutcome, StoreError>>, Vec<Event>, u64);
 
-fn apply_batch(shared: &Shared, ops: &[WriteOp], retention: u64) -> Result<BatchResult, StoreError> {
+fn apply_batch(
+    shared: &Shared,
+    ops: &[WriteOp],
+    retention: u64,
+) -> Result<BatchResult, StoreError> {
     let txn = shared.db.begin_write()?;
     let mut results = Vec::with_capacity(ops.len());
     let mut events = Vec::new();
@@ -324,16 +332,27 @@ type OneResult = Result<Result<(WriteOutcome, Option<Event>), StoreError>, Store
 
 fn apply_one(t: &mut Tables<'_>, op: &WriteOp, next_rev: u64) -> OneResult {
     match op {
-        WriteOp::Create { hardware, validate_only } => {
+        WriteOp::Create {
+            hardware,
+            validate_only,
+        } => {
             if let Err(e) = check_free(t, hardware, None)? {
                 return Ok(Err(e));
             }
             if *validate_only {
-                return Ok(Ok((WriteOutcome::Written(hardware.hardware.clone(), UpdateOutcome::Created), None)));
+                return Ok(Ok((
+                    WriteOutcome::Written(hardware.hardware.clone(), UpdateOutcome::Created),
+                    None,
+                )));
             }
             Ok(Ok(insert_new(t, hardware, next_rev)?))
         }
-        WriteOp::Update { hardware, expected_revision, allow_missing, validate_only } => {
+        WriteOp::Update {
+            hardware,
+            expected_revision,
+            allow_missing,
+            validate_only,
+        } => {
             let hw = &hardware.hardware;
             let existing = if hw.id.is_empty() {
                 find(t, &Lookup::Name(hw.name.clone()))?
@@ -342,7 +361,10 @@ fn apply_one(t: &mut Tables<'_>, op: &WriteOp, next_rev: u64) -> OneResult {
             };
             let Some(old) = existing else {
                 if !hw.id.is_empty() {
-                    return Ok(Err(StoreError::NotFound(format!("with id {:?} (ids are assigned by the registry)", hw.id))));
+                    return Ok(Err(StoreError::NotFound(format!(
+                        "with id {:?} (ids are assigned by the registry)",
+                        hw.id
+                    ))));
                 }
                 if !*allow_missing {
                     return Ok(Err(StoreError::NotFound(format!("named {:?}", hw.name))));
@@ -351,7 +373,10 @@ fn apply_one(t: &mut Tables<'_>, op: &WriteOp, next_rev: u64) -> OneResult {
                     return Ok(Err(e));
                 }
                 if *validate_only {
-                    return Ok(Ok((WriteOutcome::Written(hw.clone(), UpdateOutcome::Created), None)));
+                    return Ok(Ok((
+                        WriteOutcome::Written(hw.clone(), UpdateOutcome::Created),
+                        None,
+                    )));
                 }
                 return Ok(Ok(insert_new(t, hardware, next_rev)?));
             };
@@ -363,13 +388,19 @@ fn apply_one(t: &mut Tables<'_>, op: &WriteOp, next_rev: u64) -> OneResult {
                 }));
             }
             if content(&old) == content(hw) {
-                return Ok(Ok((WriteOutcome::Written(old, UpdateOutcome::Unchanged), None)));
+                return Ok(Ok((
+                    WriteOutcome::Written(old, UpdateOutcome::Unchanged),
+                    None,
+                )));
             }
             if let Err(e) = check_free(t, hardware, Some(&old.id))? {
                 return Ok(Err(e));
             }
             if *validate_only {
-                return Ok(Ok((WriteOutcome::Written(hw.clone(), UpdateOutcome::Updated), None)));
+                return Ok(Ok((
+                    WriteOutcome::Written(hw.clone(), UpdateOutcome::Updated),
+                    None,
+                )));
             }
             remove_indexes(t, &old)?;
             let new = Hardware {
@@ -385,9 +416,15 @@ fn apply_one(t: &mut Tables<'_>, op: &WriteOp, next_rev: u64) -> OneResult {
                 hardware: Some(new.clone()),
                 revision: next_rev,
             };
-            Ok(Ok((WriteOutcome::Written(new, UpdateOutcome::Updated), Some(ev))))
+            Ok(Ok((
+                WriteOutcome::Written(new, UpdateOutcome::Updated),
+                Some(ev),
+            )))
         }
-        WriteOp::Delete { key, expected_revision } => {
+        WriteOp::Delete {
+            key,
+            expected_revision,
+        } => {
             let Some(old) = find(t, key)? else {
                 return Ok(Err(StoreError::NotFound(key.to_string())));
             };
@@ -405,12 +442,22 @@ fn apply_one(t: &mut Tables<'_>, op: &WriteOp, next_rev: u64) -> OneResult {
                 hardware: Some(old.clone()),
                 revision: next_rev,
             };
-            Ok(Ok((WriteOutcome::Deleted { hardware: old, revision: next_rev }, Some(ev))))
+            Ok(Ok((
+                WriteOutcome::Deleted {
+                    hardware: old,
+                    revision: next_rev,
+                },
+                Some(ev),
+            )))
         }
     }
 }
 
-fn insert_new(t: &mut Tables<'_>, hardware: &ValidHardware, rev: u64) -> Result<(WriteOutcome, Option<Event>), StoreError> {
+fn insert_new(
+    t: &mut Tables<'_>,
+    hardware: &ValidHardware,
+    rev: u64,
+) -> Result<(WriteOutcome, Option<Event>), StoreError> {
     let ts = now();
     let new = Hardware {
         id: uuid::Uuid::new_v4().to_string(),
@@ -447,7 +494,11 @@ fn remove_indexes(t: &mut Tables<'_>, old: &Hardware) -> Result<(), StoreError> 
         if let Ok(mac) = MacAddr::parse(&iface.mac) {
             t.by_mac.remove(mac.0)?;
         }
-        if let Some(ip) = iface.dhcp.as_ref().and_then(|d| d.ip.parse::<Ipv4Addr>().ok()) {
+        if let Some(ip) = iface
+            .dhcp
+            .as_ref()
+            .and_then(|d| d.ip.parse::<Ipv4Addr>().ok())
+        {
             t.by_ip.remove(ip_key(ip))?;
         }
     }
@@ -455,7 +506,11 @@ fn remove_indexes(t: &mut Tables<'_>, old: &Hardware) -> Result<(), StoreError> 
 }
 
 /// Refuses a record whose name, MACs or IPs belong to another record than `own_id`.
-fn check_free(t: &Tables<'_>, hw: &ValidHardware, own_id: Option<&str>) -> Result<Result<(), StoreError>, StoreError> {
+fn check_free(
+    t: &Tables<'_>,
+    hw: &ValidHardware,
+    own_id: Option<&str>,
+) -> Result<Result<(), StoreError>, StoreError> {
     let holder_name = |id: &str| -> Result<String, StoreError> {
         Ok(match t.hardware.get(id)? {
             Some(v) => decode(v.value())?.name,
@@ -476,7 +531,10 @@ fn check_free(t: &Tables<'_>, hw: &ValidHardware, own_id: Option<&str>) -> Resul
         if let Some(g) = t.by_mac.get(mac.0)? {
             let holder = g.value().to_string();
             if taken(&holder) {
-                return Ok(Err(StoreError::Conflict { what: format!("MAC {mac}"), holder: holder_name(&holder)? }));
+                return Ok(Err(StoreError::Conflict {
+                    what: format!("MAC {mac}"),
+                    holder: holder_name(&holder)?,
+                }));
             }
         }
     }
@@ -484,7 +542,10 @@ fn check_free(t: &Tables<'_>, hw: &ValidHardware, own_id: Option<&str>) -> Resul
         if let Some(g) = t.by_ip.get(ip_key(*ip))? {
             let holder = g.value().to_string();
             if taken(&holder) {
-                return Ok(Err(StoreError::Conflict { what: format!("IP {ip}"), holder: holder_name(&holder)? }));
+                return Ok(Err(StoreError::Conflict {
+                    what: format!("IP {ip}"),
+                    holder: holder_name(&holder)?,
+                }));
             }
         }
     }
@@ -540,7 +601,12 @@ impl HardwareStore for RedbStore {
         Ok(self.shared.index().get(key).map(|entry| entry.encoded()))
     }
 
-    fn list(&self, after: Option<&str>, limit: usize, selector: &Selector) -> Result<Page, StoreError> {
+    fn list(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        selector: &Selector,
+    ) -> Result<Page, StoreError> {
         let page = self.shared.index().page(after, limit, selector);
         Ok(Page {
             hardware: page.hardware.iter().map(|hw| Hardware::clone(hw)).collect(),
@@ -555,16 +621,25 @@ impl HardwareStore for RedbStore {
         let current = meta.get(REVISION)?.map(|g| g.value()).unwrap_or(0);
         let trimmed = meta.get(TRIMMED_THROUGH)?.map(|g| g.value()).unwrap_or(0);
         if since > current {
-            return Err(StoreError::FutureRevision { requested: since, current });
+            return Err(StoreError::FutureRevision {
+                requested: since,
+                current,
+            });
         }
         if since < trimmed {
-            return Err(StoreError::Compacted { requested: since, kept_after: trimmed });
+            return Err(StoreError::Compacted {
+                requested: since,
+                kept_after: trimmed,
+            });
         }
         let events = txn.open_table(EVENTS)?;
         let mut out = Vec::new();
         for entry in events.range(since + 1..)? {
             let (_, v) = entry.map_err(StoreError::from)?;
-            out.push(Event::decode(v.value()).map_err(|e| StoreError::Backend(format!("corrupt event: {e}")))?);
+            out.push(
+                Event::decode(v.value())
+                    .map_err(|e| StoreError::Backend(format!("corrupt event: {e}")))?,
+            );
             if out.len() >= limit {
                 break;
             }
@@ -600,7 +675,11 @@ mod tests {
             name: name.into(),
             interfaces: vec![Interface {
                 mac: mac.into(),
-                dhcp: Some(Dhcp { ip: ip.into(), netmask: "255.255.255.0".into(), ..Default::default() }),
+                dhcp: Some(Dhcp {
+                    ip: ip.into(),
+                    netmask: "255.255.255.0".into(),
+                    ..Default::default()
+                }),
                 netboot: None,
             }],
             ..Default::default()
@@ -609,7 +688,10 @@ mod tests {
     }
 
     fn create(s: &RedbStore, h: ValidHardware) -> Result<Hardware, StoreError> {
-        match s.write(WriteOp::Create { hardware: h, validate_only: false })? {
+        match s.write(WriteOp::Create {
+            hardware: h,
+            validate_only: false,
+        })? {
             WriteOutcome::Written(hw, _) => Ok(hw),
             other => panic!("unexpected {other:?}"),
         }
@@ -637,14 +719,24 @@ mod tests {
         let s = RedbStore::in_memory(100).unwrap();
         create(&s, hw("a", "52:54:00:00:00:01", "10.0.0.1")).unwrap();
         let e = create(&s, hw("b", "52:54:00:00:00:01", "10.0.0.2")).unwrap_err();
-        assert_eq!(e.to_string(), "MAC 52:54:00:00:00:01 is already used by hardware \"a\"");
+        assert_eq!(
+            e.to_string(),
+            "MAC 52:54:00:00:00:01 is already used by hardware \"a\""
+        );
         let e = create(&s, hw("b", "52:54:00:00:00:02", "10.0.0.1")).unwrap_err();
-        assert_eq!(e.to_string(), "IP 10.0.0.1 is already used by hardware \"a\"");
+        assert_eq!(
+            e.to_string(),
+            "IP 10.0.0.1 is already used by hardware \"a\""
+        );
         let e = create(&s, hw("a", "52:54:00:00:00:03", "10.0.0.3")).unwrap_err();
         assert!(matches!(e, StoreError::Conflict { .. }));
         assert_eq!(s.revision(), 1);
         assert_eq!(s.count().unwrap(), 1);
-        assert!(s.get(&Lookup::Mac(MacAddr::parse("52:54:00:00:00:02").unwrap())).unwrap().is_none());
+        assert!(
+            s.get(&Lookup::Mac(MacAddr::parse("52:54:00:00:00:02").unwrap()))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -652,17 +744,47 @@ mod tests {
         let s = RedbStore::in_memory(100).unwrap();
         let a = create(&s, hw("a", "52:54:00:00:00:01", "10.0.0.1")).unwrap();
         let mut moved = hw("a", "52:54:00:00:00:09", "10.0.0.9");
-        let stale = WriteOp::Update { hardware: moved.clone(), expected_revision: 7, allow_missing: false, validate_only: false };
-        assert!(matches!(s.write(stale), Err(StoreError::StaleRevision { actual: 1, .. })));
+        let stale = WriteOp::Update {
+            hardware: moved.clone(),
+            expected_revision: 7,
+            allow_missing: false,
+            validate_only: false,
+        };
+        assert!(matches!(
+            s.write(stale),
+            Err(StoreError::StaleRevision { actual: 1, .. })
+        ));
         moved.hardware.id = a.id.clone();
-        let op = WriteOp::Update { hardware: moved.clone(), expected_revision: 1, allow_missing: false, validate_only: false };
-        let WriteOutcome::Written(b, UpdateOutcome::Updated) = s.write(op.clone()).unwrap() else { panic!() };
+        let op = WriteOp::Update {
+            hardware: moved.clone(),
+            expected_revision: 1,
+            allow_missing: false,
+            validate_only: false,
+        };
+        let WriteOutcome::Written(b, UpdateOutcome::Updated) = s.write(op.clone()).unwrap() else {
+            panic!()
+        };
         assert_eq!((b.id.as_str(), b.revision), (a.id.as_str(), 2));
-        assert!(s.get(&Lookup::Mac(MacAddr::parse("52:54:00:00:00:01").unwrap())).unwrap().is_none());
-        assert!(s.get(&Lookup::Ip("10.0.0.9".parse().unwrap())).unwrap().is_some());
+        assert!(
+            s.get(&Lookup::Mac(MacAddr::parse("52:54:00:00:00:01").unwrap()))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.get(&Lookup::Ip("10.0.0.9".parse().unwrap()))
+                .unwrap()
+                .is_some()
+        );
         // Same content again: nothing written, revision kept.
-        let again = WriteOp::Update { hardware: moved, expected_revision: 0, allow_missing: false, validate_only: false };
-        let WriteOutcome::Written(c, UpdateOutcome::Unchanged) = s.write(again).unwrap() else { panic!() };
+        let again = WriteOp::Update {
+            hardware: moved,
+            expected_revision: 0,
+            allow_missing: false,
+            validate_only: false,
+        };
+        let WriteOutcome::Written(c, UpdateOutcome::Unchanged) = s.write(again).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.revision, 2);
         assert_eq!(s.revision(), 2);
     }
@@ -671,30 +793,60 @@ mod tests {
     fn upsert_and_delete_emit_events_in_order() {
         let s = RedbStore::in_memory(100).unwrap();
         let mut rx = s.subscribe();
-        let op = WriteOp::Update { hardware: hw("a", "52:54:00:00:00:01", ""), expected_revision: 0, allow_missing: true, validate_only: false };
-        let WriteOutcome::Written(a, UpdateOutcome::Created) = s.write(op).unwrap() else { panic!() };
-        s.write(WriteOp::Delete { key: Lookup::Id(a.id.clone()), expected_revision: 0 }).unwrap();
+        let op = WriteOp::Update {
+            hardware: hw("a", "52:54:00:00:00:01", ""),
+            expected_revision: 0,
+            allow_missing: true,
+            validate_only: false,
+        };
+        let WriteOutcome::Written(a, UpdateOutcome::Created) = s.write(op).unwrap() else {
+            panic!()
+        };
+        s.write(WriteOp::Delete {
+            key: Lookup::Id(a.id.clone()),
+            expected_revision: 0,
+        })
+        .unwrap();
         assert!(matches!(
-            s.write(WriteOp::Delete { key: Lookup::Id(a.id.clone()), expected_revision: 0 }),
+            s.write(WriteOp::Delete {
+                key: Lookup::Id(a.id.clone()),
+                expected_revision: 0
+            }),
             Err(StoreError::NotFound(_))
         ));
         let evs = s.events_since(0, 10).unwrap();
         let kinds: Vec<_> = evs.iter().map(|e| (e.r#type, e.revision)).collect();
-        assert_eq!(kinds, vec![(EventType::Added as i32, 1), (EventType::Deleted as i32, 2)]);
+        assert_eq!(
+            kinds,
+            vec![(EventType::Added as i32, 1), (EventType::Deleted as i32, 2)]
+        );
         assert_eq!(rx.try_recv().unwrap().revision, 1);
         assert_eq!(rx.try_recv().unwrap().revision, 2);
-        assert!(matches!(s.events_since(5, 10), Err(StoreError::FutureRevision { .. })));
+        assert!(matches!(
+            s.events_since(5, 10),
+            Err(StoreError::FutureRevision { .. })
+        ));
     }
 
     #[test]
     fn event_log_is_trimmed_to_retention() {
         let s = RedbStore::in_memory(3).unwrap();
         for i in 1..=6u8 {
-            create(&s, hw(&format!("m{i}"), &format!("52:54:00:00:00:{i:02x}"), "")).unwrap();
+            create(
+                &s,
+                hw(&format!("m{i}"), &format!("52:54:00:00:00:{i:02x}"), ""),
+            )
+            .unwrap();
         }
-        assert!(matches!(s.events_since(1, 10), Err(StoreError::Compacted { kept_after: 3, .. })));
+        assert!(matches!(
+            s.events_since(1, 10),
+            Err(StoreError::Compacted { kept_after: 3, .. })
+        ));
         let evs = s.events_since(3, 10).unwrap();
-        assert_eq!(evs.iter().map(|e| e.revision).collect::<Vec<_>>(), vec![4, 5, 6]);
+        assert_eq!(
+            evs.iter().map(|e| e.revision).collect::<Vec<_>>(),
+            vec![4, 5, 6]
+        );
     }
 
     #[test]
@@ -702,17 +854,28 @@ mod tests {
         let s = RedbStore::in_memory(100).unwrap();
         for i in 0..7u8 {
             let mut h = hw(&format!("m{i}"), &format!("52:54:00:00:01:{i:02x}"), "");
-            h.hardware.labels.insert("parity".into(), if i % 2 == 0 { "even" } else { "odd" }.into());
+            h.hardware.labels.insert(
+                "parity".into(),
+                if i % 2 == 0 { "even" } else { "odd" }.into(),
+            );
             create(&s, h).unwrap();
         }
         let all = Selector::default();
         let p1 = s.list(None, 3, &all).unwrap();
-        assert_eq!(p1.hardware.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+        assert_eq!(
+            p1.hardware
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>(),
+            ["m0", "m1", "m2"]
+        );
         let p2 = s.list(p1.next_after.as_deref(), 3, &all).unwrap();
         let p3 = s.list(p2.next_after.as_deref(), 3, &all).unwrap();
         assert_eq!(p3.hardware.len(), 1);
         assert_eq!(p3.next_after, None);
-        let odd = s.list(None, 100, &Selector::parse("parity=odd").unwrap()).unwrap();
+        let odd = s
+            .list(None, 100, &Selector::parse("parity=odd").unwrap())
+            .unwrap();
         assert_eq!(odd.hardware.len(), 3);
         assert_eq!(odd.revision, 7);
     }
@@ -723,10 +886,17 @@ mod tests {
         let handles: Vec<_> = (0..16)
             .map(|i| {
                 let s = s.clone();
-                std::thread::spawn(move || create(&s, hw(&format!("racer{i}"), "52:54:00:aa:bb:cc", "")).is_ok())
+                std::thread::spawn(move || {
+                    create(&s, hw(&format!("racer{i}"), "52:54:00:aa:bb:cc", "")).is_ok()
+                })
             })
             .collect();
-        let wins = handles.into_iter().filter(|_| true).map(|h| h.join().unwrap()).filter(|w| *w).count();
+        let wins = handles
+            .into_iter()
+            .filter(|_| true)
+            .map(|h| h.join().unwrap())
+            .filter(|w| *w)
+            .count();
         assert_eq!(wins, 1);
         assert_eq!(s.count().unwrap(), 1);
     }
@@ -738,7 +908,9 @@ mod tests {
         let id;
         {
             let s = RedbStore::open(&path, 100).unwrap();
-            id = create(&s, hw("a", "52:54:00:00:00:01", "10.0.0.1")).unwrap().id;
+            id = create(&s, hw("a", "52:54:00:00:00:01", "10.0.0.1"))
+                .unwrap()
+                .id;
         }
         let s = RedbStore::open(&path, 100).unwrap();
         assert_eq!(s.revision(), 1);

@@ -42,7 +42,10 @@ impl Registry {
             .arg(data_dir)
             .args(["--log-format", "json", "--bookmark-interval", "1s"])
             .args(extra)
-            .env("HARDWARE_API_TOKENS", format!("write:{WRITE_TOKEN},read:{READ_TOKEN}"))
+            .env(
+                "HARDWARE_API_TOKENS",
+                format!("write:{WRITE_TOKEN},read:{READ_TOKEN}"),
+            )
             // Tests run registries side by side: any free port (read back by admin_addr).
             .env("HARDWARE_API_ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG")
@@ -69,7 +72,10 @@ impl Registry {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!("hardware-api did not start listening; log:\n{}", log.lock().unwrap());
+                panic!(
+                    "hardware-api did not start listening; log:\n{}",
+                    log.lock().unwrap()
+                );
             }
         };
         Registry {
@@ -114,7 +120,10 @@ impl Registry {
         let mut c = self.child.take().expect("running");
         let t = Instant::now();
         // SAFETY-free: use the kill(1) command on our own child's PID.
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = c.try_wait().expect("wait") {
@@ -135,7 +144,9 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // The port can linger for a moment after the kill.
-            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::spawn(&self.data_dir, &self.addr, &extra)));
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Self::spawn(&self.data_dir, &self.addr, &extra)
+            }));
             match attempt {
                 Ok(mut r) => {
                     self.child = r.child.take();
@@ -166,11 +177,15 @@ impl Registry {
 
     pub fn hwctl_as(&self, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Out {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hwctl"));
-        cmd.args(args).env("IRONBOOT_REGISTRY", self.endpoint()).env_remove("IRONBOOT_REGISTRY_TOKEN");
+        cmd.args(args)
+            .env("IRONBOOT_REGISTRY", self.endpoint())
+            .env_remove("IRONBOOT_REGISTRY_TOKEN");
         if let Some(t) = token {
             cmd.env("IRONBOOT_REGISTRY_TOKEN", t);
         }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run hwctl");
         if let Some(s) = stdin {
             child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
@@ -233,12 +248,21 @@ impl Out {
     }
     #[track_caller]
     pub fn ok(&self) -> String {
-        assert!(self.0.status.success(), "hwctl failed: {}\nstdout: {}", self.stderr(), self.stdout());
+        assert!(
+            self.0.status.success(),
+            "hwctl failed: {}\nstdout: {}",
+            self.stderr(),
+            self.stdout()
+        );
         self.stdout()
     }
     #[track_caller]
     pub fn fails(&self) -> String {
-        assert!(!self.0.status.success(), "hwctl should have failed; stdout: {}", self.stdout());
+        assert!(
+            !self.0.status.success(),
+            "hwctl should have failed; stdout: {}",
+            self.stdout()
+        );
         self.stderr()
     }
 }

@@ -112,7 +112,13 @@ pub async fn start(args: &[&str]) -> Running {
     start_with(Some(reg), &endpoint, &token, args, true).await
 }
 
-pub async fn start_with(registry: Option<TestRegistry>, endpoint: &str, token: &str, args: &[&str], wait_sync: bool) -> Running {
+pub async fn start_with(
+    registry: Option<TestRegistry>,
+    endpoint: &str,
+    token: &str,
+    args: &[&str],
+    wait_sync: bool,
+) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     start_on(listener, registry, endpoint, token, args, wait_sync).await
 }
@@ -135,8 +141,16 @@ pub async fn start_on(
     std::fs::create_dir(assets_dir.path().join("sub")).expect("mkdir");
     std::fs::write(assets_dir.path().join("sub/file.txt"), b"nested").expect("write");
     std::fs::write(outside_dir.path().join("secret"), b"SECRET").expect("write");
-    std::os::unix::fs::symlink(outside_dir.path().join("secret"), assets_dir.path().join("leak")).expect("symlink");
-    std::os::unix::fs::symlink(outside_dir.path().join("secret"), ipxe_dir.path().join("leak.efi")).expect("symlink");
+    std::os::unix::fs::symlink(
+        outside_dir.path().join("secret"),
+        assets_dir.path().join("leak"),
+    )
+    .expect("symlink");
+    std::os::unix::fs::symlink(
+        outside_dir.path().join("secret"),
+        ipxe_dir.path().join("leak.efi"),
+    )
+    .expect("symlink");
 
     let mut argv: Vec<String> = vec![
         "ipxe-http-svc".into(),
@@ -170,19 +184,42 @@ pub async fn start_on(
     {
         argv.drain(i..=i + 1);
     }
-    argv.extend(args.iter().filter(|a| **a != "--no-assets").map(|s| s.to_string()));
+    argv.extend(
+        args.iter()
+            .filter(|a| **a != "--no-assets")
+            .map(|s| s.to_string()),
+    );
     let config = Config::try_parse_from(&argv).expect("flags");
     let settings = config.settings().expect("settings");
     let templates = Templates::load(settings.templates_dir.as_deref()).expect("templates");
     let catalogue = Catalogue::load(config.catalogue_config());
-    let cache = HardwareCache::start(config.registry.connect_lazy().expect("client"), CacheConfig::default());
+    let cache = HardwareCache::start(
+        config.registry.connect_lazy().expect("client"),
+        CacheConfig::default(),
+    );
     if wait_sync {
-        tokio::time::timeout(Duration::from_secs(10), cache.wait_synced()).await.expect("cache sync");
+        tokio::time::timeout(Duration::from_secs(10), cache.wait_synced())
+            .await
+            .expect("cache sync");
     }
-    let assets = settings.assets_dir.as_ref().map(|d| ipxe_http_svc::assets::AssetRoot::new(d, &settings.link_roots).expect("assets"));
+    let assets = settings
+        .assets_dir
+        .as_ref()
+        .map(|d| ipxe_http_svc::assets::AssetRoot::new(d, &settings.link_roots).expect("assets"));
     let scripts = ipxe_http_svc::script_cache::ScriptCache::new(settings.script_cache_entries);
-    let zero_copy = Arc::new(ipxe_http_svc::zero_copy::ZeroCopy::new(settings.zero_copy_max_bytes, settings.zero_copy_dir.clone()));
-    let svc = Arc::new(Service { settings, catalogue, cache: cache.clone(), templates, assets, scripts, zero_copy });
+    let zero_copy = Arc::new(ipxe_http_svc::zero_copy::ZeroCopy::new(
+        settings.zero_copy_max_bytes,
+        settings.zero_copy_dir.clone(),
+    ));
+    let svc = Arc::new(Service {
+        settings,
+        catalogue,
+        cache: cache.clone(),
+        templates,
+        assets,
+        scripts,
+        zero_copy,
+    });
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -193,7 +230,15 @@ pub async fn start_on(
             eprintln!("service failed: {e}");
         }
     });
-    Running { addr, registry, cache, ipxe_dir, assets_dir, outside_dir, stop: Some(tx) }
+    Running {
+        addr,
+        registry,
+        cache,
+        ipxe_dir,
+        assets_dir,
+        outside_dir,
+        stop: Some(tx),
+    }
 }
 
 /// A parsed response.
@@ -210,7 +255,9 @@ impl Resp {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -220,12 +267,21 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&st
 }
 
 /// As [`request`], from a given local address (loopback has all of 127/8).
-pub async fn request_from(from: Option<SocketAddr>, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+pub async fn request_from(
+    from: Option<SocketAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
     let sock = TcpSocket::new_v4().expect("socket");
     if let Some(f) = from {
         sock.bind(f).expect("bind client");
     }
-    let mut s = tokio::time::timeout(Duration::from_secs(5), sock.connect(addr)).await.expect("connect timeout").expect("connect");
+    let mut s = tokio::time::timeout(Duration::from_secs(5), sock.connect(addr))
+        .await
+        .expect("connect timeout")
+        .expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -233,16 +289,26 @@ pub async fn request_from(from: Option<SocketAddr>, addr: SocketAddr, method: &s
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("response timeout").expect("read");
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("response timeout")
+        .expect("read");
     parse(&buf, method == "HEAD")
 }
 
 fn parse(buf: &[u8], head: bool) -> Resp {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
     let head_text = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = head_text.split("\r\n");
     let status_line = lines.next().expect("status line");
-    let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
     let mut headers = HashMap::new();
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
@@ -252,11 +318,18 @@ fn parse(buf: &[u8], head: bool) -> Resp {
     let mut body = buf[end + 4..].to_vec();
     if head {
         assert!(body.is_empty(), "HEAD response carried a body");
-    } else if let Some(n) = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    } else if let Some(n) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         assert_eq!(body.len(), n, "body length matches Content-Length");
         body.truncate(n);
     }
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Resp {
@@ -267,7 +340,10 @@ pub async fn get(addr: SocketAddr, path: &str) -> Resp {
 pub fn assert_script(s: &str) {
     assert!(s.starts_with("#!ipxe\n"), "not an iPXE script:\n{s}");
     for marker in ["{{", "}}", "{%", "%}", "{#", "#}"] {
-        assert!(!s.contains(marker), "unresolved template marker {marker:?}:\n{s}");
+        assert!(
+            !s.contains(marker),
+            "unresolved template marker {marker:?}:\n{s}"
+        );
     }
 }
 

@@ -30,7 +30,10 @@ fn message(buf: &mut Vec<u8>, seq: u64) {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() >= 4, "usage: syslog-loadgen udp|tcp TARGET COUNT [RATE|max] [BIND_IP]");
+    anyhow::ensure!(
+        args.len() >= 4,
+        "usage: syslog-loadgen udp|tcp TARGET COUNT [RATE|max] [BIND_IP]"
+    );
     // `sink`: a socket of our own that nobody reads (see the module comment).
     let _sink;
     let target: SocketAddr = if args[2] == "sink" {
@@ -50,7 +53,9 @@ fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let mut buf = Vec::with_capacity(512);
     // Pacing in 1 ms ticks: send what the rate allows by now, then sleep to the next tick.
-    let due = |elapsed: Duration| rate.map_or(u64::MAX, |r| (elapsed.as_secs_f64() * r as f64) as u64 + 1);
+    let due = |elapsed: Duration| {
+        rate.map_or(u64::MAX, |r| (elapsed.as_secs_f64() * r as f64) as u64 + 1)
+    };
     let mut errors = 0u64;
     match args[1].as_str() {
         "udp" => {
@@ -74,7 +79,11 @@ fn main() -> anyhow::Result<()> {
                         debug_assert_eq!(buf.len(), len);
                         batch.extend_from_slice(&buf);
                     }
-                    let sends: Vec<&[u8]> = if gso { vec![&batch[..]] } else { batch.chunks(len).collect() };
+                    let sends: Vec<&[u8]> = if gso {
+                        vec![&batch[..]]
+                    } else {
+                        batch.chunks(len).collect()
+                    };
                     for datagrams in sends {
                         // ECONNREFUSED from an earlier ICMP error and the like: those
                         // datagrams count as failed; go on with the next.
@@ -115,6 +124,9 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("unknown transport {other}"),
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("sent={count} errors={errors} seconds={secs:.3} rate={:.0}", count as f64 / secs);
+    println!(
+        "sent={count} errors={errors} seconds={secs:.3} rate={:.0}",
+        count as f64 / secs
+    );
     Ok(())
 }

@@ -30,7 +30,13 @@ pub struct TcpLimits {
 }
 
 /// Accepts connections until `stop` turns true; connections end with it too.
-pub async fn serve(listener: TcpListener, tx: Sender, stats: Arc<Stats>, limits: TcpLimits, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tx: Sender,
+    stats: Arc<Stats>,
+    limits: TcpLimits,
+    mut stop: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         let accepted = tokio::select! {
@@ -105,7 +111,13 @@ async fn connection(
     }
 }
 
-fn collect(frame: Frame, peer: SocketAddr, received: SystemTime, stats: &Stats, batch: &mut Vec<Entry>) {
+fn collect(
+    frame: Frame,
+    peer: SocketAddr,
+    received: SystemTime,
+    stats: &Stats,
+    batch: &mut Vec<Entry>,
+) {
     stats.received_tcp.inc();
     if frame.data.is_empty() {
         stats.dropped_empty.inc();

@@ -76,7 +76,8 @@ pub fn spawn(
     let socket = Arc::new(socket);
     (0..threads.max(1))
         .map(|n| {
-            let (socket, tx, stats, stop) = (socket.clone(), tx.clone(), stats.clone(), stop.clone());
+            let (socket, tx, stats, stop) =
+                (socket.clone(), tx.clone(), stats.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("syslog-udp-{n}"))
                 .spawn(move || receive(&socket, &tx, &stats, max_message, &stop))
@@ -89,7 +90,8 @@ fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = a.as_sockaddr_in() {
         return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
     }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+    a.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
 }
 
 fn receive(socket: &UdpSocket, tx: &Sender, stats: &Stats, max_message: usize, stop: &AtomicBool) {
@@ -103,9 +105,20 @@ fn receive(socket: &UdpSocket, tx: &Sender, stats: &Stats, max_message: usize, s
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         {
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = space.chunks_mut(DATAGRAM_MAX).map(|b| [IoSliceMut::new(b)]).collect();
-            match recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
-                Ok(results) => got.extend(results.map(|r| (r.bytes, r.address.as_ref().and_then(socket_addr)))),
+            let mut slices: Vec<[IoSliceMut<'_>; 1]> = space
+                .chunks_mut(DATAGRAM_MAX)
+                .map(|b| [IoSliceMut::new(b)])
+                .collect();
+            match recvmmsg(
+                fd,
+                &mut headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    got.extend(results.map(|r| (r.bytes, r.address.as_ref().and_then(socket_addr))))
+                }
                 Err(Errno::EAGAIN | Errno::EINTR) => {}
                 Err(e) => {
                     // ICMP errors surfacing on the socket and the like: count, never exit.
@@ -131,7 +144,13 @@ fn receive(socket: &UdpSocket, tx: &Sender, stats: &Stats, max_message: usize, s
             };
             let keep = n.min(max_message);
             data.extend_from_slice(&buf[..keep]);
-            batch.push(Entry { received, source, transport: Transport::Udp, data: data.split().freeze(), truncated: keep < n });
+            batch.push(Entry {
+                received,
+                source,
+                transport: Transport::Udp,
+                data: data.split().freeze(),
+                truncated: keep < n,
+            });
         }
         stats.dropped_empty.add(empty);
         tx.try_push_batch(batch);

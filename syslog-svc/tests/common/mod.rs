@@ -37,7 +37,11 @@ pub fn private_network(addrs: &[&str]) {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 pub struct Svc {
@@ -57,7 +61,12 @@ impl Svc {
         Self::start_with_output(reg, extra, dir, out).await
     }
 
-    pub async fn start_with_output(reg: &TestRegistry, extra: &[&str], dir: tempfile::TempDir, out: PathBuf) -> Svc {
+    pub async fn start_with_output(
+        reg: &TestRegistry,
+        extra: &[&str],
+        dir: tempfile::TempDir,
+        out: PathBuf,
+    ) -> Svc {
         let mut args = vec![
             "syslog-svc".to_string(),
             "--udp-listen=0.0.0.0:0".into(),
@@ -69,15 +78,30 @@ impl Svc {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let config = Config::parse_from(args);
-        let cache = HardwareCache::start(config.registry.connect_lazy().expect("client"), CacheConfig::default());
-        tokio::time::timeout(Duration::from_secs(10), cache.wait_synced()).await.expect("cache synced");
-        let running = syslog_svc::start(&config, cache.clone()).await.expect("service starts");
+        let cache = HardwareCache::start(
+            config.registry.connect_lazy().expect("client"),
+            CacheConfig::default(),
+        );
+        tokio::time::timeout(Duration::from_secs(10), cache.wait_synced())
+            .await
+            .expect("cache synced");
+        let running = syslog_svc::start(&config, cache.clone())
+            .await
+            .expect("service starts");
         let (udp, tcp, http) = (
             running.udp_addr.expect("udp"),
             running.tcp_addr.expect("tcp"),
             running.http_addr.expect("http"),
         );
-        Svc { running: Some(running), cache, dir, out, udp, tcp, http }
+        Svc {
+            running: Some(running),
+            cache,
+            dir,
+            out,
+            udp,
+            tcp,
+            http,
+        }
     }
 
     pub fn stats(&self) -> &syslog_svc::Stats {
@@ -99,7 +123,12 @@ pub async fn wait_lines(path: &Path, n: usize, timeout: Duration) -> Vec<serde_j
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         if lines.len() >= n || Instant::now() > deadline {
-            return lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect();
+            return lines
+                .iter()
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))
+                })
+                .collect();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -25,7 +25,11 @@ use std::path::{Path, PathBuf};
 /// The path of `bin` (PATH, then /usr/sbin and /sbin); panics naming it when it is not
 /// installed.
 pub fn need(bin: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
         let p = Path::new(dir).join(bin);
         if p.is_file() {
             return p;
@@ -39,5 +43,8 @@ pub fn need(bin: &str) -> PathBuf {
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    assert!(uid == 0, "this test creates network namespaces and needs root (run the suite as root, as CI does)");
+    assert!(
+        uid == 0,
+        "this test creates network namespaces and needs root (run the suite as root, as CI does)"
+    );
 }

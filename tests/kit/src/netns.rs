@@ -8,8 +8,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Runs a command and fails the test, with its stderr, when it does not succeed.
 #[track_caller]
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `ip ARGS…` (iproute2), failing the test when it fails.
@@ -25,7 +32,11 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// A short tag unique on this machine while this process lives (PID and a counter):
 /// for names of namespaces and interfaces (interface names have at most 15 characters).
 pub fn unique_tag() -> String {
-    format!("{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}x{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A network namespace with its loopback up, deleted on drop (with every interface in
@@ -67,7 +78,8 @@ impl Netns {
         std::thread::scope(|s| {
             s.spawn(|| {
                 let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("setns");
                 f()
             })
             .join()
@@ -78,7 +90,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(std::process::Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
@@ -88,6 +103,9 @@ pub struct HostLink(pub String);
 
 impl Drop for HostLink {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).stderr(std::process::Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }

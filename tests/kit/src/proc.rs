@@ -15,16 +15,24 @@ impl Proc {
     /// Starts `cmd` as it is set up (its stdio included).
     #[track_caller]
     pub fn spawn(mut cmd: Command, what: &str) -> Proc {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what} ({cmd:?}): {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what} ({cmd:?}): {e}"));
         Proc::adopt(child, what)
     }
 
     /// Starts `cmd` with stdout and stderr appended to `log`.
     #[track_caller]
     pub fn spawn_logged(mut cmd: Command, what: &str, log: &Path) -> Proc {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let err = out.try_clone().expect("clone log fd");
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
         let mut p = Proc::spawn(cmd, what);
         p.log = Some(log.to_path_buf());
         p
@@ -32,7 +40,11 @@ impl Proc {
 
     /// Takes ownership of a child started elsewhere.
     pub fn adopt(child: Child, what: &str) -> Proc {
-        Proc { child, what: what.to_string(), log: None }
+        Proc {
+            child,
+            what: what.to_string(),
+            log: None,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -46,7 +58,10 @@ impl Proc {
 
     /// What it logged so far (empty without a log).
     pub fn log_text(&self) -> String {
-        self.log.as_ref().and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default()
+        self.log
+            .as_ref()
+            .and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default()
     }
 
     /// Asks it to stop (SIGTERM), then kills it if it has not within `grace`.

@@ -21,7 +21,10 @@ use std::time::Instant;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "cpu-pair-probe", about = "Round-trip latency between two CPUs: a shared cache line, and a UDP datagram over loopback")]
+#[command(
+    name = "cpu-pair-probe",
+    about = "Round-trip latency between two CPUs: a shared cache line, and a UDP datagram over loopback"
+)]
 struct Args {
     /// CPU of the first thread.
     #[arg(long, default_value_t = 0)]
@@ -89,7 +92,8 @@ fn line_round_trip(args: &Args) -> anyhow::Result<f64> {
         }
         samples.push(t0.elapsed().as_nanos() as f64 / args.line_batch as f64);
     }
-    echo.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
     Ok(median(samples))
 }
 
@@ -134,17 +138,24 @@ fn udp_round_trip(args: &Args) -> anyhow::Result<f64> {
         }
         samples.push(t0.elapsed().as_nanos() as f64 / args.udp_batch as f64);
     }
-    echo.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
     Ok(median(samples))
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.samples > 0 && args.line_batch > 0 && args.udp_batch > 0, "--samples and the batch sizes must be at least 1");
+    anyhow::ensure!(
+        args.samples > 0 && args.line_batch > 0 && args.udp_batch > 0,
+        "--samples and the batch sizes must be at least 1"
+    );
     // Two spinning threads on one CPU hand over only when the scheduler preempts one.
     anyhow::ensure!(args.a != args.b, "--a and --b must be different CPUs");
     let line = line_round_trip(&args)?;
     let udp = udp_round_trip(&args)?;
-    println!("cpus={},{} line_ns={line:.0} udp_ns={udp:.0}", args.a, args.b);
+    println!(
+        "cpus={},{} line_ns={line:.0} udp_ns={udp:.0}",
+        args.a, args.b
+    );
     Ok(())
 }

@@ -14,7 +14,10 @@ use clap::Parser;
 use tftp_svc::client::{self, ClientOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "tftp-load", about = "Concurrent TFTP downloads, verified and timed")]
+#[command(
+    name = "tftp-load",
+    about = "Concurrent TFTP downloads, verified and timed"
+)]
 struct Args {
     /// Server address.
     server: SocketAddr,
@@ -69,9 +72,14 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let rt = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
     };
     let Ok(rt) = rt else {
         eprintln!("cannot start runtime");
@@ -91,7 +99,11 @@ async fn run(args: Args) -> std::process::ExitCode {
         },
         None => None,
     };
-    let total = if args.duration.is_some() { usize::MAX } else { args.count.unwrap_or(args.concurrency) };
+    let total = if args.duration.is_some() {
+        usize::MAX
+    } else {
+        args.count.unwrap_or(args.concurrency)
+    };
     let progress = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(AtomicUsize::new(0));
@@ -123,11 +135,37 @@ async fn run(args: Args) -> std::process::ExitCode {
                 let r = client::get(server, &file, &opts).await;
                 out.push(match r {
                     Ok(d) => {
-                        let ok = expect.as_ref().is_none_or(|e| e.as_slice() == d.data.as_slice());
-                        let neg = format!("{}/{}", d.oack_value("blksize").unwrap_or("512"), d.oack_value("windowsize").unwrap_or("1"));
-                        (ok, d.size, d.elapsed, d.retransmits, neg, if ok { String::new() } else { "content mismatch".into() }, Some(d.server))
+                        let ok = expect
+                            .as_ref()
+                            .is_none_or(|e| e.as_slice() == d.data.as_slice());
+                        let neg = format!(
+                            "{}/{}",
+                            d.oack_value("blksize").unwrap_or("512"),
+                            d.oack_value("windowsize").unwrap_or("1")
+                        );
+                        (
+                            ok,
+                            d.size,
+                            d.elapsed,
+                            d.retransmits,
+                            neg,
+                            if ok {
+                                String::new()
+                            } else {
+                                "content mismatch".into()
+                            },
+                            Some(d.server),
+                        )
                     }
-                    Err(e) => (false, 0, Duration::ZERO, 0, String::new(), e.to_string(), None),
+                    Err(e) => (
+                        false,
+                        0,
+                        Duration::ZERO,
+                        0,
+                        String::new(),
+                        e.to_string(),
+                        None,
+                    ),
                 });
                 if out.last().is_some_and(|r| !r.0) {
                     failures.fetch_add(1, Ordering::Relaxed);
@@ -146,7 +184,9 @@ async fn run(args: Args) -> std::process::ExitCode {
         for t in &tasks {
             t.abort();
         }
-        let done = next.load(Ordering::Relaxed).saturating_sub(args.concurrency);
+        let done = next
+            .load(Ordering::Relaxed)
+            .saturating_sub(args.concurrency);
         println!(
             "ok={done} failed={} bytes={bytes} wall_s={:.3} mbps={:.2} p50_ms=0 p99_ms=0 client_retransmits=0 negotiated={} server=",
             failures.load(Ordering::Relaxed),
@@ -169,10 +209,23 @@ async fn run(args: Args) -> std::process::ExitCode {
     let bytes: u64 = results.iter().map(|r| r.1).sum();
     let mut times: Vec<Duration> = results.iter().filter(|r| r.0).map(|r| r.2).collect();
     times.sort();
-    let pct = |p: f64| times.get(((times.len() as f64 - 1.0) * p).round() as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let pct = |p: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * p).round() as usize)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
     let retrans: u64 = results.iter().map(|r| r.3).sum();
-    let negotiated = results.iter().find(|r| r.0).map(|r| r.4.clone()).unwrap_or_default();
-    let answered = results.iter().find_map(|r| r.6).map(|a| a.to_string()).unwrap_or_default();
+    let negotiated = results
+        .iter()
+        .find(|r| r.0)
+        .map(|r| r.4.clone())
+        .unwrap_or_default();
+    let answered = results
+        .iter()
+        .find_map(|r| r.6)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     if let Some(err) = results.iter().find(|r| !r.0).map(|r| r.5.clone()) {
         eprintln!("first failure: {err}");
     }
@@ -183,14 +236,27 @@ async fn run(args: Args) -> std::process::ExitCode {
         pct(0.5),
         pct(0.99),
     );
-    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+    if failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }
 
 /// What the server grants for these options (one extra short request).
 async fn negotiated_probe(args: &Args, opts: &ClientOptions) -> String {
-    let probe = ClientOptions { probe_only: true, tsize: true, progress: None, ..opts.clone() };
+    let probe = ClientOptions {
+        probe_only: true,
+        tsize: true,
+        progress: None,
+        ..opts.clone()
+    };
     match client::get(args.server, &args.file, &probe).await {
-        Ok(d) => format!("{}/{}", d.oack_value("blksize").unwrap_or("512"), d.oack_value("windowsize").unwrap_or("1")),
+        Ok(d) => format!(
+            "{}/{}",
+            d.oack_value("blksize").unwrap_or("512"),
+            d.oack_value("windowsize").unwrap_or("1")
+        ),
         Err(_) => "?".into(),
     }
 }

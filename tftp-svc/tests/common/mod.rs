@@ -18,14 +18,26 @@ pub const IPXE_DIR: &str = "/usr/lib/ipxe";
 /// The stock catalogue (Debian's ipxe package, ipxe.efi linked into /boot).
 pub fn stock_catalogue() -> Arc<Catalogue> {
     let p = Path::new(IPXE_DIR).join("ipxe.efi");
-    assert!(p.exists(), "{} is missing: install Debian's `ipxe` package (tests/system-packages.txt)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: install Debian's `ipxe` package (tests/system-packages.txt)",
+        p.display()
+    );
     let args = Config::try_parse_from(["x"]).expect("defaults").files;
     Catalogue::load(args.catalogue_config())
 }
 
 /// A catalogue of one directory.
 pub fn dir_catalogue(dir: &Path) -> Arc<Catalogue> {
-    let args = Config::try_parse_from(["x", "--ipxe-dir", dir.to_str().expect("utf8"), "--link-roots", ""]).expect("args").files;
+    let args = Config::try_parse_from([
+        "x",
+        "--ipxe-dir",
+        dir.to_str().expect("utf8"),
+        "--link-roots",
+        "",
+    ])
+    .expect("args")
+    .files;
     Catalogue::load(args.catalogue_config())
 }
 
@@ -42,7 +54,11 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts with `tftp-svc` flags (listen defaults to 127.0.0.1:0).
-    pub fn start(flags: &[&str], catalogue: Arc<Catalogue>, cache: Option<HardwareCache>) -> TestServer {
+    pub fn start(
+        flags: &[&str],
+        catalogue: Arc<Catalogue>,
+        cache: Option<HardwareCache>,
+    ) -> TestServer {
         let mut argv = vec!["tftp-svc", "--listen", "127.0.0.1:0", "--no-registry"];
         argv.extend_from_slice(flags);
         let config = Config::try_parse_from(argv).expect("flags");
@@ -53,7 +69,11 @@ impl TestServer {
         let done = tokio::spawn(server.serve(async move {
             let _ = rx.await;
         }));
-        TestServer { addr, stop: Some(tx), done: Some(done) }
+        TestServer {
+            addr,
+            stop: Some(tx),
+            done: Some(done),
+        }
     }
 
     /// Stops and waits for in-flight transfers (graceful shutdown).
