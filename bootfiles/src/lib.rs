@@ -14,7 +14,10 @@
 //!   clients) as a pure decision plus a cache-backed lookup.
 //! - [`memfd`]: sealed in-memory files, the source of both services' zero-copy sends.
 //! - [`args`]: the flags both services flatten.
+//! - [`arch`]: client architectures and the iPXE binary each gets by default, and the
+//!   start-up check that those binaries are served.
 
+pub mod arch;
 pub mod args;
 pub mod catalogue;
 pub mod gate;

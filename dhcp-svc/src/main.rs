@@ -1,10 +1,9 @@
 //! The dhcp-svc binary: flags → [`dhcp_svc::server::run`].
 
-use clap::Parser;
 use dhcp_svc::config::Config;
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let config: Config = ironboot_telemetry::parse();
     let _telemetry = ironboot_telemetry::init_logging(&config.log, "dhcp-svc", "info");
     ironboot_telemetry::warn_renamed_env::<Config>("DHCP_");
     ironboot_telemetry::run_service("dhcp-svc", || {

@@ -5,19 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::packet::{Request, code};
 
-/// RFC 4578 / IANA processor architecture types we map by default.
-pub mod arch {
-    pub const X86_BIOS: u16 = 0;
-    pub const X86_UEFI: u16 = 6;
-    pub const X64_UEFI: u16 = 7;
-    pub const EBC: u16 = 9;
-    pub const ARM32_UEFI: u16 = 10;
-    pub const ARM64_UEFI: u16 = 11;
-    pub const X86_UEFI_HTTP: u16 = 15;
-    pub const X64_UEFI_HTTP: u16 = 16;
-    pub const ARM32_UEFI_HTTP: u16 = 18;
-    pub const ARM64_UEFI_HTTP: u16 = 19;
-}
+pub use bootfiles::arch;
 
 /// What kind of network-boot client sent the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,16 +101,12 @@ pub struct BootFiles(BTreeMap<u16, String>);
 
 impl Default for BootFiles {
     fn default() -> Self {
-        use arch::*;
-        let mut m = BTreeMap::new();
-        m.insert(X86_BIOS, "undionly.kpxe".to_string());
-        for a in [X86_UEFI, X64_UEFI, EBC, X86_UEFI_HTTP, X64_UEFI_HTTP] {
-            m.insert(a, "ipxe.efi".to_string());
-        }
-        for a in [ARM32_UEFI, ARM64_UEFI, ARM32_UEFI_HTTP, ARM64_UEFI_HTTP] {
-            m.insert(a, "snp.efi".to_string());
-        }
-        BootFiles(m)
+        BootFiles(
+            arch::DEFAULT_BINARIES
+                .iter()
+                .map(|(a, f)| (*a, f.to_string()))
+                .collect(),
+        )
     }
 }
 

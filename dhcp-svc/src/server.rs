@@ -544,7 +544,7 @@ pub async fn run(
     };
     for dev in &devices {
         let s = DhcpSocket::bind(config.port, *dev, Duration::from_millis(250)).with_context(
-            || "opening the DHCP socket (needs root or CAP_NET_BIND_SERVICE + CAP_NET_RAW)",
+            || "opening the DHCP socket (a port below 1024 needs root or CAP_NET_BIND_SERVICE)",
         )?;
         sockets.push((Arc::new(s), false));
         if settings.mode == crate::decide::Mode::Proxy {

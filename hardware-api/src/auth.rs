@@ -63,8 +63,9 @@ pub enum TokenError {
     Syntax { source_name: String, line: usize },
     #[error("{source_name} line {line}: token shorter than {MIN_TOKEN_LEN} characters")]
     TooShort { source_name: String, line: usize },
-    #[error("cannot read tokens file {path}: {err}")]
-    Io { path: String, err: std::io::Error },
+    /// The tokens file, with why in words an operator can act on.
+    #[error("tokens file: {0}")]
+    Io(String),
 }
 
 impl Tokens {
@@ -110,10 +111,8 @@ impl Tokens {
 
     /// Adds the tokens of a tokens file.
     pub fn load_file(&mut self, path: &Path) -> Result<(), TokenError> {
-        let text = std::fs::read_to_string(path).map_err(|err| TokenError::Io {
-            path: path.display().to_string(),
-            err,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| TokenError::Io(ironboot_telemetry::startup::unreadable(path, &err)))?;
         self.load_text(&text, &path.display().to_string())
     }
 

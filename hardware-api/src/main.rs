@@ -1,8 +1,7 @@
-use clap::Parser;
 use hardware_api::server::{Config, run};
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let config: Config = ironboot_telemetry::parse();
     match config.runtime() {
         Ok(runtime) => runtime.block_on(serve_until_signal(config)),
         Err(e) => {

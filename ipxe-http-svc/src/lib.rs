@@ -209,12 +209,9 @@ pub fn check_config(config: &Config) -> Result<String, String> {
         i.consoles, i.extra_args, i.retries, i.retry_delay_secs
     );
     let cat = Catalogue::load(config.catalogue_config());
-    if cat.snapshot().report(&mut out, "binaries") == 0 {
-        let _ = writeln!(
-            out,
-            "warning: no iPXE binaries to serve (check --ipxe-dir / --ipxe-extra-dir)"
-        );
-    }
+    let snap = cat.snapshot();
+    snap.report(&mut out, "binaries");
+    bootfiles::arch::check_defaults(&snap, &mut out).map_err(|e| format!("{out}{e}"))?;
     match &settings.assets_dir {
         Some(d) => {
             let a = assets::AssetRoot::new(d, &settings.link_roots)

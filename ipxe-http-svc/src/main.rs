@@ -1,10 +1,9 @@
 //! The ipxe-http-svc binary: flags → [`ipxe_http_svc::run`].
 
-use clap::Parser;
 use ipxe_http_svc::Config;
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let config: Config = ironboot_telemetry::parse();
     let _telemetry = ironboot_telemetry::init_logging(&config.log, "ipxe-http-svc", "info");
     if config.check_config {
         return ironboot_telemetry::check_config_exit(|| ipxe_http_svc::check_config(&config));

@@ -65,8 +65,10 @@ pub struct RegistryArgs {
 pub enum ClientError {
     #[error("registry endpoint {0:?}: {1}")]
     Endpoint(String, String),
-    #[error("cannot read {0}: {1}")]
-    Read(String, std::io::Error),
+    /// A file the client needs (token, CA, certificate, key), with the reason in words
+    /// an operator can act on ([`ironboot_telemetry::startup::unreadable`]).
+    #[error("{0}")]
+    Read(String),
     #[error("registry token: {0}")]
     Token(String),
     #[error("cannot reach the registry at {0}: {1}")]
@@ -103,7 +105,8 @@ impl Interceptor for BearerToken {
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|e| ClientError::Read(path.display().to_string(), e))
+    std::fs::read(path)
+        .map_err(|e| ClientError::Read(ironboot_telemetry::startup::unreadable(path, &e)))
 }
 
 impl RegistryArgs {

@@ -1,10 +1,9 @@
 //! The syslog-svc binary: flags → [`syslog_svc::run`].
 
-use clap::Parser;
 use syslog_svc::Config;
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let config: Config = ironboot_telemetry::parse();
     let _telemetry = ironboot_telemetry::init_logging(&config.log, "syslog-svc", "info");
     ironboot_telemetry::warn_renamed_env::<Config>("SYSLOG_");
     if config.check_config {

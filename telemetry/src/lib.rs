@@ -5,12 +5,16 @@
 //!   an OTLP endpoint is configured, OpenTelemetry span export ([`otel`]);
 //! - [`trace`]: the W3C trace context a boot carries from service to service;
 //! - [`metrics`]: the Prometheus recorder and the `/metrics` + `/healthz` routes;
+//! - [`startup`]: flags and environment (an empty variable is unset), `--check-config`,
+//!   errors about files an operator can act on;
 //! - [`shutdown_signal`]: SIGTERM/SIGINT as a future.
 
 pub mod metrics;
 pub mod otel;
+pub mod startup;
 pub mod trace;
 
+pub use startup::{check_config_exit, parse, renamed_env_in_use, warn_renamed_env};
 pub use trace::TraceParent;
 
 use clap::{Args, ValueEnum};
@@ -172,27 +176,6 @@ impl SharedShutdown {
     }
 }
 
-/// `--check-config`'s answer as the process's: the report and `configuration OK` on
-/// stdout, or what is wrong on stderr and a failing exit code.
-pub fn check_config_exit(check: impl FnOnce() -> Result<String, String>) -> std::process::ExitCode {
-    // Checks may build a (lazy) registry client, which needs a runtime to exist.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let _in_runtime = runtime.as_ref().ok().map(|rt| rt.enter());
-    match check() {
-        Ok(report) => {
-            print!("{report}");
-            println!("configuration OK");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
 /// The tail of every service's `main`: lift the open-files limit, start the multi-thread
 /// runtime (OpenTelemetry export needs one later), run `serve` until it returns, and turn
 /// its error into a log line, a message on stderr and a failing exit code.
@@ -248,62 +231,5 @@ pub fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             let _ = setrlimit(RLIMIT_NOFILE, &lim);
         }
-    }
-}
-
-/// Variables a service read under its old name before the `IRONBOOT_` prefix (dhcp-svc's
-/// `DHCP_*`, syslog-svc's `SYSLOG_*`): each old name still set while its new one is not,
-/// as `(old, new)`. `is_set` looks a name up (the process environment in
-/// [`warn_renamed_env`]).
-pub fn renamed_env_in_use<C: clap::CommandFactory>(
-    old_prefix: &str,
-    is_set: impl Fn(&str) -> bool,
-) -> Vec<(String, String)> {
-    C::command()
-        .get_arguments()
-        .filter_map(|a| a.get_env()?.to_str().map(str::to_owned))
-        .filter_map(|new| {
-            let old = new
-                .strip_prefix("IRONBOOT_")
-                .filter(|o| o.starts_with(old_prefix))?
-                .to_owned();
-            (is_set(&old) && !is_set(&new)).then_some((old, new))
-        })
-        .collect()
-}
-
-/// Warns (once per variable) about old environment names still set: an upgrade that
-/// kept them would otherwise run on defaults without a word.
-pub fn warn_renamed_env<C: clap::CommandFactory>(old_prefix: &str) {
-    for (old, new) in renamed_env_in_use::<C>(old_prefix, |name| std::env::var_os(name).is_some()) {
-        tracing::warn!("environment variable {old} is no longer read: it was renamed {new}");
-    }
-}
-
-#[cfg(test)]
-mod renamed_env_tests {
-    use super::renamed_env_in_use;
-
-    #[derive(clap::Parser)]
-    struct Flags {
-        #[arg(long, env = "IRONBOOT_DHCP_MODE", default_value = "reservation")]
-        _mode: String,
-        #[arg(long, env = "IRONBOOT_DHCP_PORT", default_value_t = 67)]
-        _port: u16,
-        #[arg(long, env = "IRONBOOT_REGISTRY", default_value = "")]
-        _registry: String,
-    }
-
-    #[test]
-    fn an_old_name_still_set_is_reported_with_its_new_name() {
-        let set = ["DHCP_MODE", "DHCP_PORT", "IRONBOOT_DHCP_PORT", "REGISTRY"];
-        let found = renamed_env_in_use::<Flags>("DHCP_", |n| set.contains(&n));
-        // DHCP_PORT: the new name is set too, so the new one is what counts and nothing is
-        // said; REGISTRY never had another name.
-        assert_eq!(
-            found,
-            vec![("DHCP_MODE".to_string(), "IRONBOOT_DHCP_MODE".to_string())]
-        );
-        assert!(renamed_env_in_use::<Flags>("DHCP_", |_| false).is_empty());
     }
 }

@@ -142,11 +142,13 @@ pub fn check_config(config: &Config) -> Result<String, String> {
         settings.limits.max_blksize, settings.limits.max_windowsize
     );
     let cat = Catalogue::load(config.files.catalogue_config());
-    if cat.snapshot().report(&mut out, "files") == 0 {
+    let snap = cat.snapshot();
+    if snap.report(&mut out, "files") == 0 {
         return Err(format!(
             "{out}error: no files to serve (check --ipxe-dir / --ipxe-extra-dir / --assets-dir)"
         ));
     }
+    bootfiles::arch::check_defaults(&snap, &mut out).map_err(|e| format!("{out}{e}"))?;
     if config.no_registry {
         let _ = writeln!(out, "registry: not used (--no-registry)");
     } else {

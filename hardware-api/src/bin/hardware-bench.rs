@@ -853,7 +853,7 @@ async fn cache(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ironboot_telemetry::parse();
     let _telemetry = ironboot_telemetry::init_logging(&cli.log, "hardware-bench", "warn");
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

@@ -1,9 +1,8 @@
-use clap::Parser;
 use hardware_api::hwctl::{Cli, run};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ironboot_telemetry::parse();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
