@@ -63,7 +63,9 @@ for rendered in sys.argv[2:]:
 
 # Dockerfile: the binaries it copies out of the build stage exist in the workspace.
 dockerfile = (root / "Dockerfile").read_text()
-copied = set(re.findall(r"target/release/([a-z0-9-]+)", dockerfile))
+copied = set(re.findall(r"target/\$\{PROFILE\}/([a-z0-9-]+)", dockerfile))
+if not copied:
+    errors.append("Dockerfile: no target/${PROFILE}/<binary> COPY found")
 for b in copied:
     if not (bin_dir / b).exists():
         errors.append(f"Dockerfile copies {b}, which the workspace does not build")

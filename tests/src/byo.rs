@@ -2,9 +2,10 @@
 //! with their `@PLACEHOLDER@` addresses filled in for the lab.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use crate::bins;
-use crate::lab::{HTTP_PORT, NETMASK, SERVER_IP};
+use crate::lab::{HTTP_PORT, Lab, NETMASK, SERVER_IP};
 
 /// The values the templates ask for. A range of one address (the machine's registered
 /// one) keeps the DHCP server's lease and the registry in agreement, so syslog-svc can
@@ -51,6 +52,35 @@ pub fn render(file: &str, values: &[(&str, String)]) -> String {
         rest = after;
     }
     text
+}
+
+/// dnsmasq with `deploy/byo-dhcp/dnsmasq.conf` on peer `peer`'s `lan0`, handing out
+/// `range`, plus `extra` lines (e.g. `dhcp-host=` reservations); returns once it serves.
+#[track_caller]
+pub fn start_dnsmasq(lab: &mut Lab, peer: usize, range: (Ipv4Addr, Ipv4Addr), extra: &str) {
+    let dnsmasq = bins::system("/usr/sbin/dnsmasq", "dnsmasq-base");
+    let text = render("dnsmasq.conf", &placeholders("lan0", range.0, range.1)) + extra;
+    let conf = lab.dir.join("dnsmasq.conf");
+    std::fs::write(&conf, text).expect("write dnsmasq.conf");
+    let mut cmd = lab.peer(peer).cmd(&dnsmasq);
+    cmd.args([
+        "--keep-in-foreground",
+        "--log-dhcp",
+        "--log-facility=-",
+        "--user=root",
+        "--group=root",
+    ])
+    .arg(format!("--conf-file={}", conf.display()))
+    .arg(format!(
+        "--dhcp-leasefile={}",
+        lab.dir.join("dnsmasq.leases").display()
+    ))
+    .arg(format!(
+        "--pid-file={}",
+        lab.dir.join("dnsmasq.pid").display()
+    ));
+    lab.start_other("dnsmasq", cmd, Duration::from_millis(300));
+    lab.wait_log("dnsmasq", "DHCP, IP range", Duration::from_secs(10));
 }
 
 /// Kea's configuration is JSON with `//` comment lines (Kea's parser accepts them);

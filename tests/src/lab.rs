@@ -26,7 +26,7 @@ use crate::lock::{self, ScenarioLock};
 use crate::otlp::{self, Collector};
 use crate::vm::{Firmware, Vm, VmSpec};
 use ironboot_testkit::metrics::Scrape;
-use ironboot_testkit::{Netns, Proc, http_get, require_root, unique_tag};
+use ironboot_testkit::{HostLink, Netns, Proc, http_get, require_root, unique_tag};
 
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 91, 0, 1);
 pub const NETMASK: Ipv4Addr = Ipv4Addr::new(255, 255, 255, 0);
@@ -85,6 +85,12 @@ impl Machine {
     }
 }
 
+/// The host's side of a lab whose services run on the host.
+struct HostSide {
+    link: HostLink,
+    registry_token: String,
+}
+
 pub struct Lab {
     pub tag: String,
     pub ns: Netns,
@@ -96,6 +102,8 @@ pub struct Lab {
     /// Other hosts on the boot LAN (namespaces linked to the bridge), e.g. an existing
     /// DHCP server. Dropped after the processes.
     peers: Vec<Netns>,
+    /// Set when the services run on the host (see [`Lab::with_host_uplink`]).
+    host: Option<HostSide>,
     tmp: Option<tempfile::TempDir>,
     _lock: ScenarioLock,
 }
@@ -104,6 +112,55 @@ impl Lab {
     /// Takes the scenario lock, builds the namespace with bridge, tap and RA source, and
     /// starts the registry.
     pub fn new(tag: &str) -> Lab {
+        let mut lab = Lab::lan(tag, None);
+        lab.ns
+            .ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", BRIDGE]);
+        lab.collector = Some(Collector::start_in(&lab.ns, OTLP_COLLECTOR));
+        lab.start_registry();
+        lab
+    }
+
+    /// The boot LAN with the services on the host instead (containers publishing their
+    /// ports, dhcp-svc on the host network): the bridge is linked to the host by a veth
+    /// pair whose host end (returned by [`Lab::uplink`]) carries [`SERVER_IP`]. Nothing is
+    /// started but the RA source; `hwctl` and the HTTP queries run on the host, against
+    /// the registry at [`REGISTRY`] with the token of [`Lab::set_registry_token`].
+    pub fn with_host_uplink(tag: &str) -> Lab {
+        let id = unique_tag();
+        let uplink = format!("ibu{id}");
+        let lab = Lab::lan(
+            tag,
+            Some(HostSide {
+                link: HostLink(uplink.clone()),
+                registry_token: String::new(),
+            }),
+        );
+        let inside = format!("ibl{id}");
+        ironboot_testkit::ip(&[
+            "link", "add", &uplink, "type", "veth", "peer", "name", &inside,
+        ]);
+        ironboot_testkit::ip(&["link", "set", &inside, "netns", &lab.ns.name]);
+        lab.ns.ip(&["link", "set", &inside, "master", BRIDGE]);
+        lab.ns.ip(&["link", "set", &inside, "up"]);
+        ironboot_testkit::ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", &uplink]);
+        ironboot_testkit::ip(&["link", "set", &uplink, "up"]);
+        lab
+    }
+
+    /// The write token `hwctl` presents to a registry on the host.
+    pub fn set_registry_token(&mut self, token: &str) {
+        if let Some(h) = &mut self.host {
+            h.registry_token = token.to_string();
+        }
+    }
+
+    /// The host end of the LAN's uplink, when the services run on the host.
+    pub fn uplink(&self) -> Option<&str> {
+        self.host.as_ref().map(|h| h.link.0.as_str())
+    }
+
+    /// Takes the scenario lock and builds the namespace with bridge, tap and RA source.
+    fn lan(tag: &str, host: Option<HostSide>) -> Lab {
         require_root();
         let lock = lock::acquire();
         let tmp = tempfile::Builder::new()
@@ -119,6 +176,7 @@ impl Lab {
             procs: Vec::new(),
             collector: None,
             peers: Vec::new(),
+            host,
             tmp: Some(tmp),
             _lock: lock,
         };
@@ -132,16 +190,12 @@ impl Lab {
             "0",
         ]);
         lab.ns
-            .ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", BRIDGE]);
-        lab.ns
             .ip(&["addr", "add", SERVER_IP6, "dev", BRIDGE, "nodad"]);
         lab.ns.ip(&["tuntap", "add", "dev", TAP, "mode", "tap"]);
         lab.ns.ip(&["link", "set", TAP, "master", BRIDGE]);
         lab.ns.ip(&["link", "set", TAP, "up"]);
         lab.ns.ip(&["link", "set", BRIDGE, "up"]);
         lab.start_radvd();
-        lab.collector = Some(Collector::start_in(&lab.ns, OTLP_COLLECTOR));
-        lab.start_registry();
         lab
     }
 
@@ -165,6 +219,20 @@ impl Lab {
     /// The log file of a process this lab started.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until the log of `name` contains `needle`.
+    #[track_caller]
+    pub fn wait_log(&self, name: &str, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log(name).contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not log {needle:?} within {timeout:?}:\n{}",
+                self.log(name)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn proc_mut(&mut self, name: &str) -> Option<&mut Proc> {
@@ -209,7 +277,7 @@ impl Lab {
     ) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok((200, _)) = self.ns.enter(|| http_get(addr, path)) {
+            if let (200, _) = self.http_get(addr, path) {
                 return;
             }
             self.assert_running(name);
@@ -222,10 +290,14 @@ impl Lab {
         }
     }
 
+    /// `GET path` from where the services are (the namespace, or the host): status and
+    /// body, or status 0 when nothing answered.
     pub fn http_get(&self, addr: SocketAddrV4, path: &str) -> (u16, String) {
-        self.ns
-            .enter(|| http_get(addr, path))
-            .unwrap_or((0, String::new()))
+        let got = match self.host {
+            Some(_) => http_get(addr, path),
+            None => self.ns.enter(|| http_get(addr, path)),
+        };
+        got.unwrap_or((0, String::new()))
     }
 
     fn start_radvd(&mut self) {
@@ -296,12 +368,15 @@ impl Lab {
     /// Runs `hwctl` inside the namespace with the operator token: stdout, or stderr as
     /// the error.
     pub fn hwctl(&self, args: &[&str]) -> Result<String, String> {
-        let mut cmd = self.ns.cmd(bins::bin("hwctl"));
+        let (mut cmd, token) = match &self.host {
+            Some(h) => (Command::new(bins::bin("hwctl")), h.registry_token.as_str()),
+            None => (self.ns.cmd(bins::bin("hwctl")), WRITE_TOKEN),
+        };
         cmd.args([
             "--registry",
             &format!("http://{REGISTRY}"),
             "--registry-token",
-            WRITE_TOKEN,
+            token,
         ])
         .args(args);
         let out = cmd.output().map_err(|e| e.to_string())?;

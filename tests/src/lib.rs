@@ -17,11 +17,15 @@
 //! - [`lab`]: the namespace with its services, and what the scenarios assert on;
 //! - [`otlp`]: the OTLP trace collector every lab's services export their spans to;
 //! - [`byo`]: the bring-your-own-DHCP configuration templates in `deploy/byo-dhcp/`;
+//! - [`compose`]: the stack in containers from `deploy/compose.yaml`, as operators run it;
+//! - [`capture`]: which host interfaces DHCP crossed during a scenario;
 //! - [`scenario`]: boot a machine into the initramfs and check every service saw it;
 //! - [`lock`]: one scenario at a time on this machine (TCG VMs are CPU-bound).
 
 pub mod bins;
 pub mod byo;
+pub mod capture;
+pub mod compose;
 pub mod initramfs;
 pub mod lab;
 pub mod lock;

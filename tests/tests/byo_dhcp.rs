@@ -6,7 +6,7 @@
 
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ironboot_e2e::Firmware;
 use ironboot_e2e::bins;
@@ -37,19 +37,6 @@ fn write(lab: &Lab, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-#[track_caller]
-fn wait_log(lab: &Lab, name: &str, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !lab.log(name).contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "{name} did not log {needle:?} within {timeout:?}:\n{}",
-            lab.log(name)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn run(lab: &mut Lab, m: &Machine, scenario: &str) {
     let report = boot_to_syslog(lab, Firmware::Uefi, m);
     report.print(scenario);
@@ -58,32 +45,8 @@ fn run(lab: &mut Lab, m: &Machine, scenario: &str) {
 
 #[test]
 fn dnsmasq_from_deploy_config_boots_uefi() {
-    let dnsmasq = bins::system("/usr/sbin/dnsmasq", "dnsmasq-base");
     let (mut lab, m, peer) = lab_without_dhcp_svc("byodnsmasq", 0x21);
-    let conf = write(
-        &lab,
-        "dnsmasq.conf",
-        &byo::render("dnsmasq.conf", &byo::placeholders("lan0", VM_IP, VM_IP)),
-    );
-    let mut cmd = lab.peer(peer).cmd(&dnsmasq);
-    cmd.args([
-        "--keep-in-foreground",
-        "--log-dhcp",
-        "--log-facility=-",
-        "--user=root",
-        "--group=root",
-    ])
-    .arg(format!("--conf-file={conf}"))
-    .arg(format!(
-        "--dhcp-leasefile={}",
-        lab.dir.join("dnsmasq.leases").display()
-    ))
-    .arg(format!(
-        "--pid-file={}",
-        lab.dir.join("dnsmasq.pid").display()
-    ));
-    lab.start_other("dnsmasq", cmd, Duration::from_millis(300));
-    wait_log(&lab, "dnsmasq", "DHCP, IP range", Duration::from_secs(10));
+    byo::start_dnsmasq(&mut lab, peer, (VM_IP, VM_IP), "");
     run(&mut lab, &m, "c. bring your own DHCP: dnsmasq");
 }
 
@@ -116,7 +79,7 @@ fn kea_from_deploy_config_boots_uefi() {
         .env("KEA_PIDFILE_DIR", &lab.dir)
         .env("KEA_LOCKFILE_DIR", &lab.dir);
     lab.start_other("kea-dhcp4", cmd, Duration::from_millis(300));
-    wait_log(&lab, "kea-dhcp4", "DHCP4_STARTED", Duration::from_secs(10));
+    lab.wait_log("kea-dhcp4", "DHCP4_STARTED", Duration::from_secs(10));
     run(&mut lab, &m, "c. bring your own DHCP: Kea");
 }
 
@@ -153,6 +116,6 @@ fn isc_dhcpd_from_deploy_config_boots_uefi() {
         "lan0",
     ]);
     lab.start_other("dhcpd", cmd, Duration::from_millis(300));
-    wait_log(&lab, "dhcpd", "Sending on", Duration::from_secs(10));
+    lab.wait_log("dhcpd", "Sending on", Duration::from_secs(10));
     run(&mut lab, &m, "c. bring your own DHCP: ISC dhcpd");
 }
