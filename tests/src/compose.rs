@@ -18,9 +18,15 @@ use ironboot_testkit::unique_tag;
 pub const IMAGE_VERSION: &str = "e2e";
 
 /// Builds the five images as `localhost/ironboot/<service>:<version>` with
-/// `deploy/images/build` from the debug binaries; prints the script's size lines.
+/// `deploy/images/build` from the debug binaries (once per version in this process);
+/// prints the script's size lines.
 #[track_caller]
 pub fn build_images(version: &str) {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|v| v == version) {
+        return;
+    }
     let script = bins::workspace_root().join("deploy/images/build");
     let out = Command::new(&script)
         .env("IRONBOOT_VERSION", version)
@@ -36,6 +42,7 @@ pub fn build_images(version: &str) {
     for line in text.lines().filter(|l| l.starts_with("images: ")) {
         println!("{line}");
     }
+    built.push(version.to_string());
 }
 
 pub struct Stack {
