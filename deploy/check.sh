@@ -2,12 +2,15 @@
 # Validates deploy/ without a Docker engine or a cluster: compose file against the
 # compose schema, every rendered Kubernetes overlay with kubectl kustomize and
 # kubernetes-validate --strict (offline schemas), hadolint on the Dockerfile, yamllint,
-# ShellCheck on scripts, and check_refs.py (flags/env/binaries exist). Needs the
+# ShellCheck on scripts, and check_refs.py (flags/env/binaries exist). check_env.py (run
+# by tests/run.sh) needs Docker and the images: it runs each --check-config for real. Needs the
 # workspace binaries (BIN_DIR, default $CARGO_TARGET_DIR/debug or target/debug) and the PyPI tools listed in
 # tests/python-requirements.txt.
 set -euo pipefail
 cd "$(dirname "$0")"
 bin_dir="${BIN_DIR:-${CARGO_TARGET_DIR:-../target}/debug}"
+venv="${IRONBOOT_VENV:-$HOME/.cache/ironboot/venv}"
+[[ -d "$venv/bin" ]] && export PATH="$venv/bin:$PATH"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
@@ -19,6 +22,8 @@ for o in k8s/overlays/*/; do
 done
 hadolint --failure-threshold warning Dockerfile
 yamllint -s -c yamllint.yaml compose.yaml k8s examples
-shellcheck local/ironboot-up check.sh ../tests/run.sh ../tests/fuzz.sh
+shellcheck local/ironboot-up check.sh ironboot-compose images/build compose/make-secrets \
+  ../tests/run.sh ../tests/fuzz.sh ../tests/install-packages.sh ../tftp-svc/bench/tftp-bench.sh
 python3 check_refs.py "$bin_dir" "$tmp"/*.yaml
+python3 -m py_compile check_env.py
 echo "deploy checks passed"

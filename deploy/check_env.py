@@ -7,7 +7,8 @@ empty variable must count as unset, so `${VAR:-}` lines and blank ConfigMap keys
 Also checks that a tokens file the container cannot read is refused naming the path and
 the uid.
 
-Usage: check_env.py RENDERED_K8S_YAML...   (images: IRONBOOT_VERSION, default e2e)
+Usage: check_env.py [RENDERED_K8S_YAML...]   (default: every overlay, rendered with
+kubectl kustomize; images: IRONBOOT_VERSION, default e2e)
 """
 import os
 import subprocess
@@ -123,7 +124,13 @@ def k8s_checks(rendered, tmp):
 with tempfile.TemporaryDirectory() as tmp:
     os.chmod(tmp, 0o755)
     compose_checks(tmp)
-    for rendered in sys.argv[1:]:
-        k8s_checks(rendered, tmp)
+    rendered = sys.argv[1:]
+    if not rendered:
+        for o in sorted((deploy / "k8s/overlays").iterdir()):
+            out = Path(tmp) / f"{o.name}.yaml"
+            out.write_text(subprocess.run(["kubectl", "kustomize", str(o)], capture_output=True, text=True, check=True).stdout)
+            rendered.append(str(out))
+    for r in rendered:
+        k8s_checks(r, tmp)
 print(f"check-config under deploy/'s environments: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

