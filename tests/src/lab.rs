@@ -11,6 +11,10 @@
 //!   │   └─ tap0 ── QEMU (SeaBIOS + iPXE ROM, or OVMF)                           │
 //!   └──────────────────────────────────────────────────────────────────────────┘
 //! ```
+//! With [`Lab::with_host_uplink`] the services run on the host instead (the compose
+//! stack): `br0` has no IPv4 address, and a veth pair links it to the host, whose end
+//! holds 10.91.0.1/24.
+//!
 //! Dropping the lab kills every process it started (by PID), deletes the namespace (and
 //! with it the bridge and the tap) and removes its directory; when the scenario failed it
 //! prints every log first and keeps the directory.
