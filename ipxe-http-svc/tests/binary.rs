@@ -21,6 +21,7 @@ fn free_port() -> u16 {
 fn check_config_accepts_good_and_names_bad_settings() {
     let ipxe = tempfile::tempdir().unwrap();
     std::fs::write(ipxe.path().join("ipxe.efi"), b"x").unwrap();
+    std::fs::write(ipxe.path().join("undionly.kpxe"), b"k").unwrap();
     let run = |extra: &[&str]| {
         Command::new(service_binary())
             .args([
@@ -43,7 +44,8 @@ fn check_config_accepts_good_and_names_bad_settings() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(
-        stdout.contains("configuration OK") && stdout.contains("binaries (1, 1 bytes): ipxe.efi"),
+        stdout.contains("configuration OK")
+            && stdout.contains("binaries (2, 2 bytes): ipxe.efi undionly.kpxe"),
         "{stdout}"
     );
     assert!(
@@ -83,6 +85,22 @@ fn check_config_accepts_good_and_names_bad_settings() {
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+
+    // A binary the default architecture map sends, as a dangling link (Debian's
+    // ipxe.efi copied without its /boot target): refused, naming the file.
+    std::fs::remove_file(ipxe.path().join("ipxe.efi")).unwrap();
+    std::os::unix::fs::symlink(
+        "/boot/ironboot-absent/ipxe.efi",
+        ipxe.path().join("ipxe.efi"),
+    )
+    .unwrap();
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a dangling ipxe.efi was accepted");
+    assert!(
+        err.contains("ipxe.efi is not served (dangling symlink)"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
