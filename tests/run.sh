@@ -13,6 +13,7 @@ tests/install-packages.sh
 export PATH="$IRONBOOT_VENV/bin:$PATH"
 
 cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 # Binaries first: the end-to-end lab and deploy checks run them from target/debug.

@@ -515,6 +515,24 @@ fn known_macs(settings: &Settings) -> Derive {
     })
 }
 
+/// `--check-config`: validates the flags and builds the registry client (reading its
+/// token file) without binding a socket. Returns the report, or what is wrong.
+pub fn check_config(config: &Config) -> Result<String, String> {
+    let settings = config.settings()?;
+    config.registry.connect_lazy().map_err(|e| e.to_string())?;
+    let interfaces = if config.interfaces.is_empty() {
+        "all".to_string()
+    } else {
+        config.interfaces.join(",")
+    };
+    Ok(format!(
+        "mode {}, port {}, interfaces {interfaces}, registry {}\n",
+        settings.mode.label(),
+        config.port,
+        config.registry.endpoint
+    ))
+}
+
 /// Runs dhcp-svc until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -522,20 +540,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let settings = config.settings().map_err(|e| anyhow!(e))?;
     let client = config.registry.connect_lazy()?;
-    if config.check_config {
-        println!(
-            "configuration ok: mode {}, port {}, interfaces {}, registry {}",
-            settings.mode.label(),
-            config.port,
-            if config.interfaces.is_empty() {
-                "all".to_string()
-            } else {
-                config.interfaces.join(",")
-            },
-            config.registry.endpoint
-        );
-        return Ok(());
-    }
     let mut sockets = Vec::new();
     let devices: Vec<Option<&str>> = if config.interfaces.is_empty() {
         vec![None]

@@ -122,7 +122,7 @@ pub struct Config {
     #[arg(long, env = "IRONBOOT_SYSLOG_RING_TOTAL_BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub ring_total_bytes: u64,
     /// Zone assumed for RFC 3164 timestamps, which carry none: UTC or +HH:MM.
-    #[arg(long, env = "SYSLOG_RFC3164_OFFSET", default_value = "UTC", value_parser = parse_offset)]
+    #[arg(long, env = "IRONBOOT_SYSLOG_RFC3164_OFFSET", default_value = "UTC", value_parser = parse_offset)]
     pub rfc3164_offset: FixedOffset,
     /// Validate the configuration, print a summary and exit.
     #[arg(long)]
@@ -240,6 +240,29 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variable_has_the_service_prefix_and_old_names_are_warned_about() {
+        use clap::CommandFactory;
+        for a in Config::command().get_arguments() {
+            if let Some(env) = a.get_env().and_then(|e| e.to_str()) {
+                assert!(
+                    env.starts_with("IRONBOOT_") || env.starts_with("OTEL_"),
+                    "{env} lacks the IRONBOOT_ prefix"
+                );
+            }
+        }
+        let old = ["SYSLOG_RFC3164_OFFSET"];
+        let found =
+            ironboot_telemetry::renamed_env_in_use::<Config>("SYSLOG_", |n| old.contains(&n));
+        assert_eq!(
+            found,
+            vec![(
+                "SYSLOG_RFC3164_OFFSET".to_string(),
+                "IRONBOOT_SYSLOG_RFC3164_OFFSET".to_string()
+            )]
+        );
+    }
 
     #[test]
     fn sizes() {
