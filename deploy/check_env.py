@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
+import manifests
 
 deploy = Path(__file__).resolve().parent
 version = os.environ.get("IRONBOOT_VERSION", "e2e")
@@ -62,15 +62,9 @@ def compose_checks(tmp):
 
 def k8s_container_cmd(doc, pod, c, configmaps, secrets, tmp):
     """docker run arguments that give container `c` what the manifest gives it."""
-    env = {}
-    for ef in c.get("envFrom", []):
-        ref = ef.get("configMapRef", {})
-        data = configmaps.get(ref.get("name"))
-        if data is None and not ref.get("optional"):
-            raise SystemExit(f"{c['name']}: missing ConfigMap {ref.get('name')}")
-        env.update(data or {})
-    for e in c.get("env", []):
-        env[e["name"]] = e.get("value", "")
+    env, missing = manifests.container_env(c, configmaps)
+    if missing:
+        raise SystemExit(f"{c['name']}: missing ConfigMap(s) {missing}")
     sc_pod = pod.get("securityContext", {})
     sc = c.get("securityContext", {})
     uid = sc.get("runAsUser", sc_pod.get("runAsUser", 10001))
@@ -104,21 +98,16 @@ def k8s_container_cmd(doc, pod, c, configmaps, secrets, tmp):
 
 
 def k8s_checks(rendered, tmp):
-    docs = [d for d in yaml.safe_load_all(Path(rendered).read_text()) if d]
-    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    docs = manifests.load(rendered)
+    configmaps = manifests.configmaps(docs)
     # The token Secret the operator creates (README): dummy tokens of the right shape.
     op, svc = "k8s-check-operator-token-0123456789", "k8s-check-services-token-0123456789"
     secrets = {"ironboot-registry-tokens": {
         "tokens": f"write {op} operator\nread {svc} boot-services\n",
         "services.token": svc + "\n", "operator.token": op + "\n"}}
-    # kustomize's generated ConfigMaps carry a hash suffix; references are rewritten too.
-    for d in docs:
-        if d["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
-            continue
-        pod = d["spec"]["template"]["spec"]
-        for c in pod["containers"]:
-            proc = run(k8s_container_cmd(d, pod, c, configmaps, secrets, tmp))
-            report(f"{Path(rendered).stem} {d['kind']}/{d['metadata']['name']}", proc)
+    for d, pod, c in manifests.containers(docs):
+        proc = run(k8s_container_cmd(d, pod, c, configmaps, secrets, tmp))
+        report(f"{Path(rendered).stem} {d['kind']}/{d['metadata']['name']}", proc)
 
 
 with tempfile.TemporaryDirectory() as tmp:

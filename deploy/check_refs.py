@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+import manifests
+
 root = Path(__file__).resolve().parent
 bin_dir = Path(sys.argv[1])
 errors = []
@@ -45,21 +47,13 @@ for name, svc in compose["services"].items():
 
 # Kubernetes: container name = binary name; env, envFrom ConfigMap literals and args.
 for rendered in sys.argv[2:]:
-    docs = [d for d in yaml.safe_load_all(Path(rendered).read_text()) if d]
-    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
-    for d in docs:
-        if d["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
-            continue
-        for c in d["spec"]["template"]["spec"]["containers"]:
-            names = [e["name"] for e in c.get("env", [])]
-            for ef in c.get("envFrom", []):
-                cm = ef.get("configMapRef", {}).get("name", "")
-                match = [v for k, v in configmaps.items() if k == cm or k.startswith(cm + "-")]
-                if not match:
-                    errors.append(f"{rendered}: {c['name']} uses missing ConfigMap {cm}")
-                for data in match:
-                    names += list(data.keys())
-            check(f"{rendered} {d['kind']}/{d['metadata']['name']}", c["name"], names, c.get("args", []))
+    docs = manifests.load(rendered)
+    cms = manifests.configmaps(docs)
+    for d, _pod, c in manifests.containers(docs):
+        env, missing = manifests.container_env(c, cms)
+        for cm in missing:
+            errors.append(f"{rendered}: {c['name']} uses missing ConfigMap {cm}")
+        check(f"{rendered} {d['kind']}/{d['metadata']['name']}", c["name"], env.keys(), c.get("args", []))
 
 # Dockerfile: the binaries it copies out of the build stage exist in the workspace.
 dockerfile = (root / "Dockerfile").read_text()
