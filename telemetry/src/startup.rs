@@ -43,7 +43,7 @@ fn without_blank_env(
 }
 
 /// This process's effective uid and gid.
-pub fn effective_ids() -> (u32, u32) {
+fn effective_ids() -> (u32, u32) {
     // SAFETY: geteuid and getegid cannot fail and touch no memory of ours.
     unsafe { (nix::libc::geteuid(), nix::libc::getegid()) }
 }
